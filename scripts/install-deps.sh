@@ -1,0 +1,19 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Install the Debian packages mrfs needs to build and test. Does nothing when
+# all are present; uses sudo when not root.
+set -e
+PKGS="build-essential pkg-config libfuse3-dev fuse3 liblmdb-dev lmdb-utils \
+libxxhash-dev libjansson-dev jq python3 psmisc"
+missing=
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "mrfs: installing$missing" >&2
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >&2
+$SUDO apt-get install -y -qq --no-install-recommends $missing >&2
