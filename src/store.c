@@ -113,7 +113,8 @@ struct mrfs_txn {
 struct wchunk {
 	uint8_t key[MRFS_KEY_LEN];
 	uint32_t len;
-	uint32_t pack; /* 0 when the chunk was already indexed */
+	bool fresh; /* written by this writer, not yet indexed */
+	uint32_t pack;
 	uint64_t pack_off;
 };
 
@@ -721,7 +722,7 @@ static bool writer_has_fresh(const struct mrfs_writer *w, const uint8_t *key,
 			     struct wchunk *found)
 {
 	for (uint32_t i = 0; i < w->nchunks; i++) {
-		if (w->chunks[i].pack && !memcmp(w->chunks[i].key, key, MRFS_KEY_LEN)) {
+		if (w->chunks[i].fresh && !memcmp(w->chunks[i].key, key, MRFS_KEY_LEN)) {
 			*found = w->chunks[i];
 			return true;
 		}
@@ -729,15 +730,22 @@ static bool writer_has_fresh(const struct mrfs_writer *w, const uint8_t *key,
 	return false;
 }
 
-static bool chunk_indexed(struct mrfs_store *store, const uint8_t *key)
+/* Whether the index has chunk @c; if so, fill in where its bytes are. */
+static bool chunk_indexed(struct mrfs_store *store, struct wchunk *c)
 {
 	MDB_txn *txn;
-	MDB_val k = { MRFS_KEY_LEN, (void *)key }, v;
+	MDB_val k = { MRFS_KEY_LEN, c->key }, v;
+	struct chunk_val cv;
 	bool found;
 
 	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))
 		return false; /* write it again: only costs space */
-	found = mdb_get(txn, store->dbi[DB_CHUNKS], &k, &v) == 0;
+	found = mdb_get(txn, store->dbi[DB_CHUNKS], &k, &v) == 0 && v.mv_size == sizeof(cv);
+	if (found) {
+		memcpy(&cv, v.mv_data, sizeof(cv));
+		c->pack = cv.pack;
+		c->pack_off = cv.off;
+	}
 	mdb_txn_abort(txn);
 	return found;
 }
@@ -760,10 +768,12 @@ static int writer_emit(struct mrfs_writer *w, const uint8_t *data, uint32_t len)
 	mrfs_store_chunk_key(store, data, len, c.key);
 	XXH3_128bits_update(&w->digest, data, len);
 
-	if (writer_has_fresh(w, c.key, &c) || chunk_indexed(store, c.key)) {
-		c.len = len;
+	if (writer_has_fresh(w, c.key, &c)) {
+		c.fresh = false; /* indexed by its first occurrence */
 		goto out_add;
 	}
+	if (chunk_indexed(store, &c))
+		goto out_add;
 	if (w->pack && w->pack->size + len > MRFS_PACK_LIMIT && w->pack->size) {
 		struct wpack **a = realloc(w->full, (w->nfull + 1) * sizeof(*a));
 		if (!a)
@@ -778,6 +788,7 @@ static int writer_emit(struct mrfs_writer *w, const uint8_t *data, uint32_t len)
 		/* a short write leaves garbage the next append overwrites */
 		return rc;
 	}
+	c.fresh = true;
 	c.pack = w->pack->id;
 	c.pack_off = w->pack->size;
 	w->pack->size += len;
@@ -840,6 +851,32 @@ static void writer_free(struct mrfs_writer *w)
 	free(w);
 }
 
+int mrfs_writer_spill(struct mrfs_writer *w, int fd)
+{
+	uint64_t off = 0;
+	int rc = w->err;
+
+	for (uint32_t i = 0; !rc && i < w->nchunks; i++) {
+		const struct wchunk *c = &w->chunks[i];
+		uint8_t *buf = malloc(c->len);
+		int pfd = pack_fd(w->store, c->pack);
+
+		if (!buf) {
+			rc = -ENOMEM;
+		} else if (pfd < 0) {
+			rc = pfd;
+		} else if (!(rc = pread_all(pfd, buf, c->len, c->pack_off))) {
+			rc = pwrite_all(fd, buf, c->len, off);
+			off += c->len;
+		}
+		free(buf);
+	}
+	if (!rc)
+		rc = pwrite_all(fd, w->buf, w->len, off);
+	writer_free(w);
+	return rc;
+}
+
 void mrfs_writer_abort(struct mrfs_writer *w)
 {
 	if (w)
@@ -857,7 +894,7 @@ static int chunk_ref(struct mrfs_txn *txn, const struct wchunk *c)
 	if (rc == 0) {
 		memcpy(&cv, v.mv_data, sizeof(cv));
 		cv.refs++;
-	} else if (rc == MDB_NOTFOUND && c->pack) {
+	} else if (rc == MDB_NOTFOUND && c->fresh) {
 		cv = (struct chunk_val){ .pack = c->pack, .len = c->len,
 					 .off = c->pack_off, .refs = 1 };
 	} else if (rc == MDB_NOTFOUND) {

@@ -168,6 +168,11 @@ int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn,
  * -ENOSPC. No more writes are accepted after it. */
 int mrfs_writer_sync(struct mrfs_writer *w);
 
+/* Copy every byte written so far to @fd from offset 0, then free @w (in
+ * every case). For a stream that stops being written in order. Errors:
+ * -EIO, -ENOSPC, -ENOMEM. */
+int mrfs_writer_spill(struct mrfs_writer *w, int fd);
+
 /* Drop a stream (NULL is a no-op). Bytes already in a pack become garbage. */
 void mrfs_writer_abort(struct mrfs_writer *w);
 

@@ -1,0 +1,1993 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The FUSE driver: translate each low-level request into registry calls
+ * and send exactly one reply.
+ *
+ * Inode numbers are derived from registry ids: the top byte says what the
+ * inode is, the rest is the id of the model, alias, node or version. So
+ * the driver keeps no inode table, and numbers survive remounts.
+ *
+ * Writes: a draft file open for writing has a `struct wnode`, shared by
+ * every handle on it. Written in order from offset 0 it streams straight
+ * into the store's chunker (W_STREAM); any other write turns it into a
+ * temporary file in the store's tmp/ (W_TMP). On flush (close) the content
+ * is committed to the node in one transaction; until then the version
+ * holds the old content, so no half-written file ever enters it.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "mrfs/fs.h"
+#include "mrfs/registry.h"
+
+#define KIND_SHIFT 56
+#define ID_MASK ((1ull << KIND_SHIFT) - 1)
+#define INO(kind, id) (((uint64_t)(kind) << KIND_SHIFT) | (id))
+#define SEALED_TIMEOUT 86400.0
+#define IO_BLOCK (1u << 20)
+#define MAX_SEGS 16
+
+enum kind {
+	K_FIXED = 0,	  /* the root, /models, /history */
+	K_MODEL = 1,	  /* /models/<m> */
+	K_MODEL_JSON = 2, /* /models/<m>.json */
+	K_VERSIONS = 3,	  /* /models/<m>/versions */
+	K_MHIST = 4,	  /* /models/<m>/history */
+	K_LATEST = 5,	  /* /models/<m>/latest */
+	K_ALIAS = 6,	  /* /models/<m>/<alias>, by alias id */
+	K_NODE = 7,	  /* a directory, file or symlink of a version */
+	K_VJSON = 8,	  /* /models/<m>/versions/<n>.json, by version id */
+};
+
+enum { INO_ROOT = 1, INO_MODELS = 2, INO_HISTORY = 3 };
+
+enum wstate { W_CLEAN, W_STREAM, W_TMP };
+
+struct wnode {
+	uint64_t id, vid;
+	int refs;    /* handles using it (under fs->wlock) */
+	int writers; /* of those, open for writing */
+	int active;  /* writers not flushed since they last wrote */
+	pthread_mutex_t lock; /* guards the rest */
+	enum wstate state;
+	struct mrfs_writer *w;	/* W_STREAM */
+	int fd;			/* W_TMP */
+	uint64_t size;
+	uint64_t base;		/* W_CLEAN: the committed store file */
+	struct mrfs_file *cur;	/* W_CLEAN: its loaded content, or NULL */
+	bool dirty;
+	int64_t mtime_ns;
+	struct wnode *next;
+};
+
+enum htype { H_DIR, H_CONTENT, H_BUF, H_NODE };
+
+struct dent {
+	char *name;
+	uint64_t ino;
+	mode_t type;
+};
+
+struct handle {
+	enum htype type;
+	struct mrfs_file *file; /* H_CONTENT: NULL for an empty file */
+	char *buf;		/* H_BUF */
+	size_t len;
+	struct dent *dents;	/* H_DIR */
+	size_t ndents;
+	struct wnode *wn;	/* H_NODE */
+	bool writer, active;
+};
+
+struct mrfs_fs {
+	struct mrfs_store *store;
+	struct mrfs_registry *reg;
+	char *mountpoint;
+	int tmp_fd;
+	pthread_mutex_t wlock;
+	struct wnode *wnodes;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static unsigned kind_of(fuse_ino_t ino)
+{
+	return (unsigned)(ino >> KIND_SHIFT);
+}
+
+static uint64_t id_of(fuse_ino_t ino)
+{
+	return ino & ID_MASK;
+}
+
+static struct mrfs_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct timespec ts_of(int64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+	return ts;
+}
+
+static int64_t ns_of(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void who_of(fuse_req_t req, struct mrfs_caller *c)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct passwd pw, *res = NULL;
+	char buf[1024], path[64];
+	FILE *f;
+
+	memset(c, 0, sizeof(*c));
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	c->pid = ctx->pid;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)ctx->pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(c->comm, sizeof(c->comm), f))
+			c->comm[strcspn(c->comm, "\n")] = '\0';
+		fclose(f);
+	}
+	if (!getpwuid_r(ctx->uid, &pw, buf, sizeof(buf), &res) && res)
+		snprintf(c->user, sizeof(c->user), "%s", pw.pw_name);
+	else
+		snprintf(c->user, sizeof(c->user), "%u", (unsigned)ctx->uid);
+}
+
+/* ---- paths for the log -------------------------------------------------- */
+
+struct find_name {
+	uint64_t id;
+	char *out;
+	size_t size;
+};
+
+static int find_name_cb(void *ctx, const char *name, uint64_t id)
+{
+	struct find_name *f = ctx;
+
+	if (id != f->id)
+		return 0;
+	snprintf(f->out, f->size, "%s", name);
+	return 1;
+}
+
+/* Prepend "/@part" to the path held at the end of @buf (from *@pos). */
+static void prepend(char *buf, size_t *pos, const char *part)
+{
+	size_t n = strlen(part);
+
+	if (n + 1 > *pos)
+		return;
+	*pos -= n;
+	memcpy(buf + *pos, part, n);
+	buf[--*pos] = '/';
+}
+
+/* The path of @ino inside the mount, for log lines. */
+static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
+{
+	char buf[4096], part[MRFS_PATH_NAME_MAX + 16];
+	size_t pos = sizeof(buf) - 1;
+	struct mrfs_txn *txn;
+	uint64_t id = id_of(ino), model = 0;
+	struct mrfs_model m;
+	struct mrfs_node nd;
+	struct mrfs_version v;
+	struct mrfs_alias a;
+
+	buf[pos] = '\0';
+	if (mrfs_txn_begin(fs->store, false, &txn)) {
+		snprintf(out, size, "inode %" PRIu64, (uint64_t)ino);
+		return;
+	}
+	switch (kind_of(ino)) {
+	case K_FIXED:
+		prepend(buf, &pos, ino == INO_MODELS ? "models" : ino == INO_HISTORY ? "history" : "");
+		break;
+	case K_NODE:
+		while (!mrfs_node_get(txn, id, &nd) && nd.parent) {
+			struct find_name f = { id, part, sizeof(part) };
+			part[0] = '\0';
+			mrfs_dir_walk(txn, nd.parent, NULL, find_name_cb, &f);
+			prepend(buf, &pos, part);
+			id = nd.parent;
+		}
+		/* @id is now the version's root */
+		__attribute__((fallthrough));
+	case K_VJSON:
+		if (!mrfs_version_get(txn, id, &v)) {
+			snprintf(part, sizeof(part), "%u%s", v.n, kind_of(ino) == K_VJSON ? ".json" : "");
+			prepend(buf, &pos, part);
+			model = v.model;
+		}
+		prepend(buf, &pos, "versions");
+		break;
+	case K_ALIAS:
+		if (!mrfs_alias_by_id(txn, id, &model, &a))
+			prepend(buf, &pos, a.name);
+		break;
+	case K_VERSIONS:
+	case K_MHIST:
+	case K_LATEST:
+		prepend(buf, &pos, kind_of(ino) == K_VERSIONS ? "versions" :
+				   kind_of(ino) == K_MHIST    ? "history" : "latest");
+		__attribute__((fallthrough));
+	case K_MODEL:
+	case K_MODEL_JSON:
+		model = id;
+		break;
+	}
+	if (model && !mrfs_model_get(txn, model, &m)) {
+		snprintf(part, sizeof(part), "%s%s", m.name,
+			 kind_of(ino) == K_MODEL_JSON ? ".json" : "");
+		prepend(buf, &pos, part);
+		prepend(buf, &pos, "models");
+	}
+	mrfs_txn_abort(txn);
+	snprintf(out, size, "%s", pos < sizeof(buf) - 1 ? buf + pos : "/");
+}
+
+/*
+ * Reply @rc (negative errno) to @req and, for refusals, log one line:
+ * "mrfs: OP PATH: WHY (ENAME)". @name is the entry under @ino, or NULL.
+ */
+static void fail(fuse_req_t req, int rc, const char *op, fuse_ino_t ino,
+		 const char *name, const char *why)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	char path[4096];
+
+	if (rc != -ENOENT || (why && *why)) {
+		path_of(fs, ino, path, sizeof(path));
+		fprintf(stderr, "mrfs: %s %s%s%s: %s (%s)\n", op, path,
+			name ? (strcmp(path, "/") ? "/" : "") : "", name ? name : "",
+			why && *why ? why : strerror(-rc), strerrorname_np(-rc));
+	}
+	fuse_reply_err(req, -rc);
+}
+
+/* ---- the write table ----------------------------------------------------- */
+
+/* Find the wnode of node @id (under fs->wlock). */
+static struct wnode *wnode_find(struct mrfs_fs *fs, uint64_t id)
+{
+	for (struct wnode *w = fs->wnodes; w; w = w->next)
+		if (w->id == id)
+			return w;
+	return NULL;
+}
+
+/* Take a reference on the wnode of @nd, making it (W_CLEAN) if needed. */
+static struct wnode *wnode_get(struct mrfs_fs *fs, const struct mrfs_node *nd, bool writer)
+{
+	struct wnode *w;
+
+	pthread_mutex_lock(&fs->wlock);
+	w = wnode_find(fs, nd->id);
+	if (!w) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			goto out;
+		w->id = nd->id;
+		w->vid = nd->version;
+		w->state = W_CLEAN;
+		w->fd = -1;
+		w->size = nd->size;
+		w->base = nd->file;
+		w->mtime_ns = nd->mtime_ns;
+		pthread_mutex_init(&w->lock, NULL);
+		w->next = fs->wnodes;
+		fs->wnodes = w;
+	}
+	w->refs++;
+	if (writer) {
+		w->writers++;
+		w->active++;
+	}
+out:
+	pthread_mutex_unlock(&fs->wlock);
+	return w;
+}
+
+static void wnode_reset(struct wnode *w)
+{
+	mrfs_writer_abort(w->w);
+	w->w = NULL;
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	mrfs_file_free(w->cur);
+	w->cur = NULL;
+}
+
+/* Drop a reference; the last one frees @w (its content must be committed
+ * or given up by then). */
+static void wnode_put(struct mrfs_fs *fs, struct wnode *w, bool writer, bool active)
+{
+	struct wnode **pp;
+	bool last;
+
+	pthread_mutex_lock(&fs->wlock);
+	if (writer) {
+		w->writers--;
+		if (active)
+			w->active--;
+	}
+	last = --w->refs == 0;
+	if (last) {
+		for (pp = &fs->wnodes; *pp != w; pp = &(*pp)->next)
+			;
+		*pp = w->next;
+	}
+	pthread_mutex_unlock(&fs->wlock);
+	if (last) {
+		wnode_reset(w);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+	}
+}
+
+/* Whether a file of version @vid is open for writing: mrfs_busy_fn. */
+static bool version_busy(void *ctx, uint64_t vid)
+{
+	struct mrfs_fs *fs = ctx;
+	bool busy = false;
+
+	pthread_mutex_lock(&fs->wlock);
+	for (struct wnode *w = fs->wnodes; w && !busy; w = w->next)
+		busy = w->vid == vid && w->active > 0;
+	pthread_mutex_unlock(&fs->wlock);
+	return busy;
+}
+
+static int tmp_open(struct mrfs_fs *fs)
+{
+	int fd = openat(fs->tmp_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Load the committed content of a W_CLEAN wnode. */
+static int wnode_load(struct mrfs_fs *fs, struct wnode *w)
+{
+	struct mrfs_txn *txn;
+	int rc;
+
+	if (w->cur || !w->base)
+		return 0;
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn)))
+		return rc;
+	rc = mrfs_store_file_get(txn, w->base, &w->cur);
+	mrfs_txn_abort(txn);
+	return rc;
+}
+
+/* Turn @w into W_TMP, keeping its bytes (under w->lock). */
+static int wnode_to_tmp(struct mrfs_fs *fs, struct wnode *w)
+{
+	int fd, rc = 0;
+
+	if (w->state == W_TMP)
+		return 0;
+	fd = tmp_open(fs);
+	if (fd < 0)
+		return fd;
+	if (w->state == W_STREAM) {
+		rc = mrfs_writer_spill(w->w, fd);
+		w->w = NULL;
+	} else if (w->base && !(rc = wnode_load(fs, w))) {
+		uint8_t *buf = malloc(IO_BLOCK);
+		uint64_t off = 0;
+		if (!buf)
+			rc = -ENOMEM;
+		while (!rc && off < w->cur->size) {
+			ssize_t n = mrfs_store_read(fs->store, w->cur, off, IO_BLOCK, buf);
+			if (n <= 0)
+				rc = n < 0 ? (int)n : -EIO;
+			else if (pwrite(fd, buf, (size_t)n, (off_t)off) != n)
+				rc = -errno;
+			off += n > 0 ? (uint64_t)n : 0;
+		}
+		free(buf);
+	}
+	if (!rc && ftruncate(fd, (off_t)w->size))
+		rc = -errno;
+	if (rc) {
+		close(fd);
+		if (w->state == W_STREAM) {
+			/* the stream is gone: what the node held is what remains */
+			w->state = W_CLEAN;
+			w->dirty = false;
+		}
+		return rc;
+	}
+	mrfs_file_free(w->cur);
+	w->cur = NULL;
+	w->state = W_TMP;
+	w->fd = fd;
+	return 0;
+}
+
+/* Make @w an empty stream (truncation to 0, or a first write). */
+static int wnode_restart(struct mrfs_fs *fs, struct wnode *w)
+{
+	struct mrfs_writer *nw;
+	int rc = mrfs_writer_new(fs->store, &nw);
+
+	if (rc)
+		return rc;
+	wnode_reset(w);
+	w->w = nw;
+	w->state = W_STREAM;
+	w->size = 0;
+	w->dirty = true;
+	return 0;
+}
+
+static int wnode_truncate(struct mrfs_fs *fs, struct wnode *w, uint64_t size)
+{
+	int rc;
+
+	if (size == w->size)
+		return 0;
+	if (size == 0)
+		return wnode_restart(fs, w);
+	if ((rc = wnode_to_tmp(fs, w)))
+		return rc;
+	if (ftruncate(w->fd, (off_t)size))
+		return -errno;
+	w->size = size;
+	w->dirty = true;
+	w->mtime_ns = mrfs_now_ns();
+	return 0;
+}
+
+static int wnode_write(struct mrfs_fs *fs, struct wnode *w, const void *buf,
+		       size_t len, uint64_t off)
+{
+	int rc;
+
+	if (w->state == W_CLEAN && w->size == 0 && off == 0 && (rc = wnode_restart(fs, w)))
+		return rc;
+	if (w->state == W_STREAM && off == w->size) {
+		if ((rc = mrfs_writer_write(w->w, buf, len))) {
+			/* the stream is lost: the node keeps its old content */
+			mrfs_writer_abort(w->w);
+			w->w = NULL;
+			w->state = W_CLEAN;
+			w->dirty = false;
+			w->size = 0;
+			return rc;
+		}
+	} else {
+		ssize_t n;
+		if ((rc = wnode_to_tmp(fs, w)))
+			return rc;
+		n = pwrite(w->fd, buf, len, (off_t)off);
+		if (n < 0)
+			return -errno;
+		len = (size_t)n;
+	}
+	if (off + len > w->size)
+		w->size = off + len;
+	w->dirty = true;
+	w->mtime_ns = mrfs_now_ns();
+	return (int)len;
+}
+
+static ssize_t wnode_read(struct mrfs_fs *fs, struct wnode *w, void *buf,
+			  size_t len, uint64_t off)
+{
+	int rc;
+
+	if (off >= w->size)
+		return 0;
+	if (len > w->size - off)
+		len = (size_t)(w->size - off);
+	if (w->state == W_CLEAN) {
+		if ((rc = wnode_load(fs, w)))
+			return rc;
+		return w->cur ? mrfs_store_read(fs->store, w->cur, off, len, buf) : 0;
+	}
+	if ((rc = wnode_to_tmp(fs, w)))
+		return rc;
+	ssize_t n = pread(w->fd, buf, len, (off_t)off);
+	return n < 0 ? -errno : n;
+}
+
+/* Commit @w's content to its node (under w->lock). */
+static int wnode_commit(struct mrfs_fs *fs, struct wnode *w, struct mrfs_err *err)
+{
+	struct mrfs_writer *nw = NULL;
+	struct mrfs_node nd;
+	int rc = 0;
+
+	if (!w->dirty)
+		return 0;
+	if (w->state == W_STREAM) {
+		nw = w->w;
+		w->w = NULL;
+	} else if (w->state == W_TMP) {
+		uint8_t *buf = malloc(IO_BLOCK);
+		uint64_t off = 0;
+		if (!buf)
+			return -ENOMEM;
+		rc = mrfs_writer_new(fs->store, &nw);
+		while (!rc && off < w->size) {
+			ssize_t n = pread(w->fd, buf, IO_BLOCK, (off_t)off);
+			if (n <= 0)
+				rc = n < 0 ? -errno : -EIO;
+			else
+				rc = mrfs_writer_write(nw, buf, (size_t)n);
+			off += n > 0 ? (uint64_t)n : 0;
+		}
+		free(buf);
+		if (rc) {
+			mrfs_writer_abort(nw);
+			return rc; /* the temporary file stays for another try */
+		}
+	} else {
+		/* dirty and clean: a truncation of an empty file, or a new mtime */
+		if ((rc = mrfs_writer_new(fs->store, &nw)))
+			return rc;
+	}
+	rc = mrfs_node_commit(fs->reg, w->id, nw, w->mtime_ns, &nd, err);
+	wnode_reset(w);
+	w->state = W_CLEAN;
+	w->dirty = false;
+	if (rc) {
+		/* given up: show what the node still holds */
+		struct mrfs_txn *txn;
+		if (!mrfs_txn_begin(fs->store, false, &txn)) {
+			if (!mrfs_node_get(txn, w->id, &nd)) {
+				w->base = nd.file;
+				w->size = nd.size;
+				w->mtime_ns = nd.mtime_ns;
+			}
+			mrfs_txn_abort(txn);
+		}
+		return rc;
+	}
+	w->base = nd.file;
+	w->size = nd.size;
+	return 0;
+}
+
+/* ---- attributes -------------------------------------------------------------- */
+
+/* When this mount started: the time of the directories mrfs makes up. */
+static struct timespec started;
+
+static void fixed_dir(struct stat *st, fuse_ino_t ino, mode_t mode)
+{
+	st->st_atim = st->st_mtim = st->st_ctim = started;
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | mode;
+	st->st_nlink = 2;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+}
+
+static void symlink_attr(struct stat *st, fuse_ino_t ino, const struct mrfs_model *m,
+			 uint32_t n, int64_t time_ns)
+{
+	char target[32];
+
+	st->st_ino = ino;
+	st->st_mode = S_IFLNK | 0777;
+	st->st_nlink = 1;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
+	st->st_size = snprintf(target, sizeof(target), "versions/%u", n);
+	st->st_mtim = st->st_ctim = st->st_atim = ts_of(time_ns);
+}
+
+/* The size of a generated record. */
+static int record_size(struct mrfs_txn *txn, fuse_ino_t ino, off_t *size)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = kind_of(ino) == K_VJSON ? mrfs_version_record(txn, id_of(ino), &text, &len)
+					 : mrfs_model_record(txn, id_of(ino), &text, &len);
+
+	free(text);
+	*size = (off_t)len;
+	return rc;
+}
+
+/*
+ * Attributes of @ino into @st, and how long the kernel may keep them
+ * (*@timeout). Returns 0, -ENOENT, -EIO.
+ */
+static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
+		   struct stat *st, double *timeout)
+{
+	struct mrfs_model m;
+	struct mrfs_version v;
+	struct mrfs_node nd;
+	struct mrfs_alias a;
+	uint64_t id = id_of(ino), model;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	*timeout = 0;
+	st->st_blksize = IO_BLOCK;
+	switch (kind_of(ino)) {
+	case K_FIXED:
+		if (ino == INO_ROOT) {
+			fixed_dir(st, ino, 0755);
+			st->st_nlink = 3;
+		} else if (ino == INO_MODELS) {
+			/* anyone may register a model; only its owner removes it */
+			fixed_dir(st, ino, 01777);
+		} else if (ino == INO_HISTORY) {
+			fixed_dir(st, ino, 0444);
+			st->st_mode = S_IFREG | 0444;
+			st->st_nlink = 1;
+			st->st_size = (off_t)mrfs_history_size(txn, 0);
+		} else {
+			return -ENOENT;
+		}
+		return 0;
+	case K_MODEL:
+	case K_VERSIONS:
+	case K_MHIST:
+	case K_MODEL_JSON:
+	case K_LATEST:
+		if ((rc = mrfs_model_get(txn, id, &m)))
+			return rc;
+		st->st_ino = ino;
+		st->st_uid = m.uid;
+		st->st_gid = m.gid;
+		st->st_mtim = ts_of(m.mtime_ns);
+		st->st_ctim = ts_of(m.ctime_ns);
+		st->st_atim = st->st_mtim;
+		st->st_nlink = 1;
+		if (kind_of(ino) == K_MODEL) {
+			st->st_mode = S_IFDIR | m.mode;
+			st->st_nlink = 3;
+		} else if (kind_of(ino) == K_VERSIONS) {
+			st->st_mode = S_IFDIR | m.mode;
+			st->st_nlink = 2;
+		} else if (kind_of(ino) == K_MHIST) {
+			st->st_mode = S_IFREG | 0444;
+			st->st_size = (off_t)m.hist_bytes;
+		} else if (kind_of(ino) == K_MODEL_JSON) {
+			st->st_mode = S_IFREG | 0444;
+			return record_size(txn, ino, &st->st_size);
+		} else {
+			if (!m.latest)
+				return -ENOENT;
+			symlink_attr(st, ino, &m, m.latest, m.mtime_ns);
+		}
+		return 0;
+	case K_ALIAS:
+		if ((rc = mrfs_alias_by_id(txn, id, &model, &a)) ||
+		    (rc = mrfs_model_get(txn, model, &m)))
+			return rc;
+		symlink_attr(st, ino, &m, a.version, a.time_ns);
+		return 0;
+	case K_VJSON:
+		if ((rc = mrfs_version_get(txn, id, &v)))
+			return rc;
+		st->st_ino = ino;
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_uid = v.created.uid;
+		st->st_mtim = st->st_ctim = st->st_atim =
+			ts_of(v.sealed.time_ns ? v.sealed.time_ns : v.created.time_ns);
+		return record_size(txn, ino, &st->st_size);
+	case K_NODE:
+		if ((rc = mrfs_node_get(txn, id, &nd)) || (rc = mrfs_version_get(txn, nd.version, &v)))
+			return rc;
+		st->st_ino = ino;
+		st->st_mode = nd.mode;
+		st->st_nlink = nd.nlink;
+		st->st_uid = nd.uid;
+		st->st_gid = nd.gid;
+		st->st_size = (off_t)nd.size;
+		st->st_atim = ts_of(nd.atime_ns);
+		st->st_mtim = ts_of(nd.mtime_ns);
+		st->st_ctim = ts_of(nd.ctime_ns);
+		if (v.state == MRFS_SEALED) {
+			/* immutable: say so, and let the kernel keep it */
+			st->st_mode &= ~(mode_t)0222;
+			*timeout = SEALED_TIMEOUT;
+		} else if (S_ISREG(nd.mode)) {
+			struct wnode *w;
+			pthread_mutex_lock(&fs->wlock);
+			w = wnode_find(fs, id);
+			if (w) {
+				st->st_size = (off_t)w->size;
+				st->st_mtim = ts_of(w->mtime_ns);
+			}
+			pthread_mutex_unlock(&fs->wlock);
+		}
+		st->st_blocks = (st->st_size + 511) / 512;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn,
+			fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+	double timeout;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	rc = attr_of(fs, txn, ino, &e.attr, &timeout);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	e.ino = ino;
+	e.attr_timeout = e.entry_timeout = timeout;
+	fuse_reply_entry(req, &e);
+}
+
+/* Look up @name in @parent: its inode number. */
+static int lookup_ino(struct mrfs_txn *txn, fuse_ino_t parent, const char *name,
+		      fuse_ino_t *ino)
+{
+	struct mrfs_model m;
+	struct mrfs_version v;
+	struct mrfs_node nd;
+	struct mrfs_alias a;
+	char buf[MRFS_NAME_MAX + 8];
+	size_t len = strlen(name);
+	uint32_t n;
+	int rc;
+
+	switch (kind_of(parent)) {
+	case K_FIXED:
+		if (parent == INO_ROOT && !strcmp(name, "models"))
+			*ino = INO_MODELS;
+		else if (parent == INO_ROOT && !strcmp(name, "history"))
+			*ino = INO_HISTORY;
+		else if (parent != INO_MODELS)
+			return -ENOENT;
+		else if (len > 5 && len <= MRFS_NAME_MAX + 5 && !strcmp(name + len - 5, ".json")) {
+			memcpy(buf, name, len - 5);
+			buf[len - 5] = '\0';
+			if ((rc = mrfs_model_by_name(txn, buf, &m)))
+				return rc;
+			*ino = INO(K_MODEL_JSON, m.id);
+		} else {
+			if ((rc = mrfs_model_by_name(txn, name, &m)))
+				return rc;
+			*ino = INO(K_MODEL, m.id);
+		}
+		return 0;
+	case K_MODEL:
+		if ((rc = mrfs_model_get(txn, id_of(parent), &m)))
+			return rc;
+		if (!strcmp(name, "versions")) {
+			*ino = INO(K_VERSIONS, m.id);
+		} else if (!strcmp(name, "history")) {
+			*ino = INO(K_MHIST, m.id);
+		} else if (!strcmp(name, "latest")) {
+			if (!m.latest)
+				return -ENOENT;
+			*ino = INO(K_LATEST, m.id);
+		} else {
+			if ((rc = mrfs_alias_get(txn, m.id, name, &a)))
+				return rc;
+			*ino = INO(K_ALIAS, a.id);
+		}
+		return 0;
+	case K_VERSIONS: {
+		bool json = len > 5 && !strcmp(name + len - 5, ".json");
+		if (len > 15)
+			return -ENOENT;
+		memcpy(buf, name, len + 1);
+		if (json)
+			buf[len - 5] = '\0';
+		if (!mrfs_version_parse(buf, &n))
+			return -ENOENT;
+		if ((rc = mrfs_version_by_number(txn, id_of(parent), n, &v)))
+			return rc;
+		*ino = INO(json ? K_VJSON : K_NODE, v.id);
+		return 0;
+	}
+	case K_NODE:
+		if ((rc = mrfs_node_lookup(txn, id_of(parent), name, &nd)))
+			return rc;
+		*ino = INO(K_NODE, nd.id);
+		return 0;
+	}
+	return -ENOTDIR;
+}
+
+/* ---- FUSE operations --------------------------------------------------------- */
+
+static void op_init(void *data, struct fuse_conn_info *conn)
+{
+	(void)data;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = IO_BLOCK;
+	conn->max_readahead = IO_BLOCK;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_txn *txn;
+	fuse_ino_t ino;
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = lookup_ino(txn, parent, name, &ino);
+	if (rc == -ENOENT) {
+		/* a negative entry: cached never, names come and go */
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		fuse_reply_entry(req, &e);
+	} else if (rc) {
+		fuse_reply_err(req, -rc);
+	} else {
+		reply_entry(req, fs, txn, ino);
+	}
+	mrfs_txn_abort(txn);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* no inode state: numbers are derived from registry ids */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_txn *txn;
+	struct stat st;
+	double timeout;
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	(void)fi;
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = attr_of(fs, txn, ino, &st, &timeout);
+	mrfs_txn_abort(txn);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_txn *txn;
+	struct mrfs_model m;
+	struct mrfs_alias a;
+	char target[4096];
+	uint64_t model;
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	switch (kind_of(ino)) {
+	case K_LATEST:
+		rc = mrfs_model_get(txn, id_of(ino), &m);
+		if (!rc && !m.latest)
+			rc = -ENOENT;
+		if (!rc)
+			snprintf(target, sizeof(target), "versions/%u", m.latest);
+		break;
+	case K_ALIAS:
+		rc = mrfs_alias_by_id(txn, id_of(ino), &model, &a);
+		if (!rc)
+			snprintf(target, sizeof(target), "versions/%u", a.version);
+		break;
+	case K_NODE:
+		rc = mrfs_node_readlink(txn, id_of(ino), target, sizeof(target));
+		break;
+	default:
+		rc = -EINVAL;
+	}
+	mrfs_txn_abort(txn);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+/* The draft version holding node @parent, or -EROFS / -ENOENT. */
+static int node_version(struct mrfs_fs *fs, uint64_t node, struct mrfs_version *v)
+{
+	struct mrfs_txn *txn;
+	struct mrfs_node nd;
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	if (rc)
+		return rc;
+	rc = mrfs_node_get(txn, node, &nd);
+	if (!rc)
+		rc = mrfs_version_get(txn, nd.version, v);
+	mrfs_txn_abort(txn);
+	return rc;
+}
+
+/* Reply to a successful change with the entry of @ino. */
+static void reply_new_entry(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_txn *txn;
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, txn, ino);
+	mrfs_txn_abort(txn);
+}
+
+static const char *managed_why(fuse_ino_t parent, const char *name)
+{
+	if (parent == INO_ROOT)
+		return "the root holds only models/ and history";
+	if (!strcmp(name, "latest") || !strcmp(name, "history"))
+		return "latest and history are managed by mrfs";
+	return "not a place for that";
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	struct mrfs_model m;
+	struct mrfs_version v;
+	struct mrfs_node nd;
+	int rc;
+
+	who_of(req, &who);
+	switch (kind_of(parent)) {
+	case K_FIXED:
+		if (parent != INO_MODELS) {
+			fail(req, -EPERM, "mkdir", parent, name, managed_why(parent, name));
+			return;
+		}
+		rc = mrfs_model_create(fs->reg, &who, name, mode, &m, &err);
+		if (rc)
+			break;
+		reply_new_entry(req, INO(K_MODEL, m.id));
+		return;
+	case K_VERSIONS:
+		rc = mrfs_version_create(fs->reg, &who, id_of(parent), name, mode, &v, &err);
+		if (rc)
+			break;
+		reply_new_entry(req, INO(K_NODE, v.id));
+		return;
+	case K_NODE:
+		rc = mrfs_node_create(fs->reg, &who, id_of(parent), name, S_IFDIR | (mode & 07777),
+				      NULL, &nd, &err);
+		if (rc)
+			break;
+		reply_new_entry(req, INO(K_NODE, nd.id));
+		return;
+	case K_MODEL:
+		rc = -EPERM;
+		snprintf(err.msg, sizeof(err.msg),
+			 "a model holds versions/ and aliases: make versions in versions/");
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	fail(req, rc, "mkdir", parent, name, err.msg);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	struct mrfs_alias a;
+	struct mrfs_node nd;
+	int rc;
+
+	who_of(req, &who);
+	switch (kind_of(parent)) {
+	case K_MODEL:
+		rc = mrfs_alias_set(fs->reg, &who, id_of(parent), name, target, fs->mountpoint,
+				    version_busy, fs, &a, &err);
+		if (rc)
+			break;
+		reply_new_entry(req, INO(K_ALIAS, a.id));
+		return;
+	case K_NODE:
+		rc = mrfs_node_create(fs->reg, &who, id_of(parent), name, S_IFLNK | 0777, target,
+				      &nd, &err);
+		if (rc)
+			break;
+		reply_new_entry(req, INO(K_NODE, nd.id));
+		return;
+	default:
+		rc = -EPERM;
+		snprintf(err.msg, sizeof(err.msg), "symlinks here are not aliases: "
+			 "aliases live in a model directory");
+	}
+	fail(req, rc, "symlink", parent, name, err.msg);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	fail(req, -EPERM, "link", newparent, newname, "hard links are not supported");
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	int rc;
+
+	who_of(req, &who);
+	switch (kind_of(parent)) {
+	case K_MODEL:
+		if (mrfs_name_reserved(name)) {
+			rc = !strcmp(name, "versions") ? -EISDIR : -EPERM;
+			snprintf(err.msg, sizeof(err.msg), "%s", managed_why(parent, name));
+			break;
+		}
+		rc = mrfs_alias_delete(fs->reg, &who, id_of(parent), name, &err);
+		break;
+	case K_NODE:
+		rc = mrfs_node_remove(fs->reg, id_of(parent), name, false, &err);
+		break;
+	default:
+		rc = -EPERM;
+		snprintf(err.msg, sizeof(err.msg), "records and histories are managed by mrfs");
+	}
+	if (rc)
+		fail(req, rc, "unlink", parent, name, err.msg);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	struct mrfs_txn *txn;
+	struct mrfs_version v;
+	uint32_t n;
+	int rc;
+
+	who_of(req, &who);
+	switch (kind_of(parent)) {
+	case K_FIXED:
+		if (parent != INO_MODELS) {
+			rc = -EPERM;
+			break;
+		}
+		rc = mrfs_model_delete(fs->reg, &who, name, &err);
+		break;
+	case K_VERSIONS:
+		if (!mrfs_version_parse(name, &n)) {
+			rc = -ENOENT;
+			break;
+		}
+		if ((rc = mrfs_txn_begin(fs->store, false, &txn)))
+			break;
+		rc = mrfs_version_by_number(txn, id_of(parent), n, &v);
+		mrfs_txn_abort(txn);
+		if (!rc)
+			rc = mrfs_version_delete(fs->reg, &who, v.id, &err);
+		break;
+	case K_NODE:
+		rc = mrfs_node_remove(fs->reg, id_of(parent), name, true, &err);
+		break;
+	case K_MODEL:
+		rc = -EPERM;
+		snprintf(err.msg, sizeof(err.msg), "versions/ is part of every model");
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc)
+		fail(req, rc, "rmdir", parent, name, err.msg);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	unsigned k = kind_of(parent);
+	int rc;
+
+	who_of(req, &who);
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		fail(req, -EINVAL, "rename", parent, name, "only RENAME_NOREPLACE is supported");
+		return;
+	}
+	if (k != kind_of(newparent)) {
+		rc = k == K_FIXED || k == K_VERSIONS ? -EPERM : -EXDEV;
+		snprintf(err.msg, sizeof(err.msg), "cannot move it out of its kind of directory");
+	} else if (k == K_FIXED && parent == INO_MODELS && newparent == INO_MODELS) {
+		rc = mrfs_model_rename(fs->reg, &who, name, newname, flags & RENAME_NOREPLACE,
+				       &err);
+	} else if (k == K_MODEL) {
+		if (id_of(parent) != id_of(newparent)) {
+			rc = -EXDEV;
+			snprintf(err.msg, sizeof(err.msg), "aliases cannot move between models");
+		} else if (mrfs_name_reserved(name) || mrfs_name_reserved(newname)) {
+			rc = -EPERM;
+			snprintf(err.msg, sizeof(err.msg), "versions, latest and history are managed by mrfs");
+		} else {
+			rc = mrfs_alias_rename(fs->reg, &who, id_of(parent), name, newname,
+					       flags & RENAME_NOREPLACE, &err);
+		}
+	} else if (k == K_NODE) {
+		rc = mrfs_node_rename(fs->reg, id_of(parent), name, id_of(newparent), newname,
+				      flags & RENAME_NOREPLACE ? 1u : 0u, &err);
+	} else {
+		rc = -EPERM;
+		snprintf(err.msg, sizeof(err.msg), k == K_VERSIONS ?
+			 "a version keeps its number" : "managed by mrfs");
+	}
+	if (rc)
+		fail(req, rc, "rename", parent, name, err.msg);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void setattr_node(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			 struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	struct mrfs_version v;
+	struct mrfs_node nd = { 0 };
+	unsigned set = 0;
+	uint64_t id = id_of(ino);
+	int rc = node_version(fs, id, &v);
+
+	who_of(req, &who);
+	if (rc)
+		goto out;
+	if (v.state == MRFS_SEALED) {
+		/* chmod a-w of a sealed version asks for what is already so */
+		if (id == v.id && to_set == FUSE_SET_ATTR_MODE && !(attr->st_mode & 0222))
+			goto out;
+		rc = -EROFS;
+		snprintf(err.msg, sizeof(err.msg), "version %u is sealed: it cannot change", v.n);
+		goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct mrfs_txn *txn;
+		struct wnode *w;
+		if ((rc = mrfs_txn_begin(fs->store, false, &txn)))
+			goto out;
+		rc = mrfs_node_get(txn, id, &nd);
+		mrfs_txn_abort(txn);
+		if (rc)
+			goto out;
+		if (!S_ISREG(nd.mode)) {
+			rc = S_ISDIR(nd.mode) ? -EISDIR : -EINVAL;
+			goto out;
+		}
+		w = wnode_get(fs, &nd, false);
+		if (!w) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		pthread_mutex_lock(&w->lock);
+		rc = wnode_truncate(fs, w, (uint64_t)attr->st_size);
+		/* with no open handle, the change is committed now */
+		if (!rc && w->writers == 0)
+			rc = wnode_commit(fs, w, &err);
+		pthread_mutex_unlock(&w->lock);
+		wnode_put(fs, w, false, false);
+		if (rc)
+			goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		set |= MRFS_SET_MODE;
+		nd.mode = attr->st_mode;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		set |= MRFS_SET_UID;
+		nd.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		set |= MRFS_SET_GID;
+		nd.gid = attr->st_gid;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		set |= MRFS_SET_ATIME;
+		nd.atime_ns = to_set & FUSE_SET_ATTR_ATIME_NOW ? mrfs_now_ns() : ns_of(&attr->st_atim);
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		struct wnode *w;
+		set |= MRFS_SET_MTIME;
+		nd.mtime_ns = to_set & FUSE_SET_ATTR_MTIME_NOW ? mrfs_now_ns() : ns_of(&attr->st_mtim);
+		/* an open file commits with the time it was given */
+		pthread_mutex_lock(&fs->wlock);
+		w = wnode_find(fs, id);
+		if (w)
+			w->mtime_ns = nd.mtime_ns;
+		pthread_mutex_unlock(&fs->wlock);
+	}
+	if (set && (rc = mrfs_node_setattr(fs->reg, id, set, &nd, NULL, &err)))
+		goto out;
+	/* chmod a-w on a version's directory seals it */
+	if (id == v.id && (set & MRFS_SET_MODE) && !(attr->st_mode & 0222))
+		rc = mrfs_version_seal(fs->reg, &who, v.id, version_busy, fs, &err);
+out:
+	(void)fi;
+	if (rc)
+		fail(req, rc, "setattr", ino, NULL, err.msg);
+	else
+		op_getattr(req, ino, NULL);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	int rc;
+
+	switch (kind_of(ino)) {
+	case K_NODE:
+		setattr_node(req, ino, attr, to_set, fi);
+		return;
+	case K_MODEL:
+		if (to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+			       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+			       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
+			break;
+		rc = mrfs_model_setattr(fs->reg, id_of(ino),
+					to_set & FUSE_SET_ATTR_MODE ? (int64_t)(attr->st_mode & 07777) : -1,
+					to_set & FUSE_SET_ATTR_UID ? (int64_t)attr->st_uid : -1,
+					to_set & FUSE_SET_ATTR_GID ? (int64_t)attr->st_gid : -1, NULL);
+		if (rc)
+			fail(req, rc, "setattr", ino, NULL, NULL);
+		else
+			op_getattr(req, ino, NULL);
+		return;
+	}
+	fail(req, -EPERM, "setattr", ino, NULL, "managed by mrfs");
+}
+
+/* ---- opening, reading, writing ------------------------------------------------ */
+
+static struct handle *handle_new(enum htype type)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (h)
+		h->type = type;
+	return h;
+}
+
+static void handle_free(struct handle *h)
+{
+	for (size_t i = 0; i < h->ndents; i++)
+		free(h->dents[i].name);
+	free(h->dents);
+	free(h->buf);
+	mrfs_file_free(h->file);
+	free(h);
+}
+
+struct history_buf {
+	char *buf;
+	size_t len, cap;
+};
+
+static int history_cb(void *ctx, uint64_t seq, const char *line, size_t len)
+{
+	struct history_buf *b = ctx;
+
+	(void)seq;
+	if (b->len + len > b->cap) {
+		size_t ncap = (b->cap + len) * 2;
+		char *n = realloc(b->buf, ncap);
+		if (!n)
+			return -ENOMEM;
+		b->buf = n;
+		b->cap = ncap;
+	}
+	memcpy(b->buf + b->len, line, len);
+	b->len += len;
+	return 0;
+}
+
+/* Render a generated file (record or history) into @h. */
+static int render(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
+{
+	struct mrfs_txn *txn;
+	struct history_buf b = { 0 };
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	if (rc)
+		return rc;
+	switch (kind_of(ino)) {
+	case K_VJSON:
+		rc = mrfs_version_record(txn, id_of(ino), &h->buf, &h->len);
+		break;
+	case K_MODEL_JSON:
+		rc = mrfs_model_record(txn, id_of(ino), &h->buf, &h->len);
+		break;
+	default:
+		rc = mrfs_events_walk(txn, kind_of(ino) == K_MHIST ? id_of(ino) : 0, 0,
+				      history_cb, &b);
+		h->buf = b.buf;
+		h->len = b.len;
+		if (rc) {
+			free(b.buf);
+			h->buf = NULL;
+		}
+	}
+	mrfs_txn_abort(txn);
+	return rc;
+}
+
+static void open_node(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_txn *txn;
+	struct mrfs_node nd;
+	struct mrfs_version v;
+	struct handle *h;
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct wnode *w = NULL;
+	char why[128] = "";
+	int rc = mrfs_txn_begin(fs->store, false, &txn);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = mrfs_node_get(txn, id_of(ino), &nd);
+	if (!rc)
+		rc = mrfs_version_get(txn, nd.version, &v);
+	if (!rc && !S_ISREG(nd.mode))
+		rc = S_ISDIR(nd.mode) ? -EISDIR : -EINVAL;
+	if (!rc && write && v.state == MRFS_SEALED) {
+		rc = -EROFS;
+		snprintf(why, sizeof(why), "version %u is sealed: it cannot change", v.n);
+	}
+	h = rc ? NULL : handle_new(H_CONTENT);
+	if (!rc && !h)
+		rc = -ENOMEM;
+	if (rc)
+		goto out;
+	if (v.state == MRFS_SEALED) {
+		rc = mrfs_node_content(txn, &nd, &h->file);
+		fi->keep_cache = 1;
+		goto out;
+	}
+	/* a draft: share the node's write state if it has one */
+	pthread_mutex_lock(&fs->wlock);
+	if (!write && !wnode_find(fs, nd.id)) {
+		pthread_mutex_unlock(&fs->wlock);
+		rc = mrfs_node_content(txn, &nd, &h->file);
+		goto out;
+	}
+	pthread_mutex_unlock(&fs->wlock);
+	w = wnode_get(fs, &nd, write);
+	if (!w) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	h->type = H_NODE;
+	h->wn = w;
+	h->writer = h->active = write;
+	if (write && (fi->flags & O_TRUNC)) {
+		pthread_mutex_lock(&w->lock);
+		rc = wnode_truncate(fs, w, 0);
+		if (!rc)
+			w->dirty = true;
+		pthread_mutex_unlock(&w->lock);
+	}
+out:
+	mrfs_txn_abort(txn);
+	if (rc) {
+		if (w)
+			wnode_put(fs, w, h->writer, h->active);
+		if (h)
+			handle_free(h);
+		fail(req, rc, "open", ino, NULL, why);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fuse_reply_open(req, fi);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h;
+	int rc;
+
+	if (kind_of(ino) == K_NODE) {
+		open_node(req, ino, fi);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fail(req, -EPERM, "open", ino, NULL,
+		     kind_of(ino) == K_VJSON || kind_of(ino) == K_MODEL_JSON ?
+		     "records are read-only in this version of mrfs" :
+		     "the history is written by mrfs only");
+		return;
+	}
+	if (kind_of(ino) != K_VJSON && kind_of(ino) != K_MODEL_JSON && kind_of(ino) != K_MHIST &&
+	    ino != INO_HISTORY) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	h = handle_new(H_BUF);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if ((rc = render(fs, ino, h))) {
+		handle_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* generated on open: never serve an old rendering from the cache */
+	fi->direct_io = 1;
+	fi->fh = (uintptr_t)h;
+	fuse_reply_open(req, fi);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	struct mrfs_node nd;
+	struct fuse_entry_param e;
+	struct mrfs_txn *txn;
+	struct handle *h;
+	double timeout;
+	int rc;
+
+	who_of(req, &who);
+	if (kind_of(parent) != K_NODE) {
+		fail(req, -EPERM, "create", parent, name,
+		     kind_of(parent) == K_VERSIONS ? "versions are directories: mkdir versions/N"
+						   : "files live inside versions");
+		return;
+	}
+	rc = mrfs_node_create(fs->reg, &who, id_of(parent), name, S_IFREG | (mode & 07777), NULL,
+			      &nd, &err);
+	if (rc) {
+		fail(req, rc, "create", parent, name, err.msg);
+		return;
+	}
+	h = handle_new(H_NODE);
+	if (h)
+		h->wn = wnode_get(fs, &nd, true);
+	if (!h || !h->wn) {
+		free(h);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->writer = h->active = true;
+	memset(&e, 0, sizeof(e));
+	e.ino = INO(K_NODE, nd.id);
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
+		rc = attr_of(fs, txn, e.ino, &e.attr, &timeout);
+		mrfs_txn_abort(txn);
+	}
+	if (rc) {
+		wnode_put(fs, h->wn, true, true);
+		handle_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	if (h->type == H_BUF) {
+		size_t o = (size_t)off < h->len ? (size_t)off : h->len;
+		fuse_reply_buf(req, h->buf + o, size < h->len - o ? size : h->len - o);
+		return;
+	}
+	if (h->type == H_CONTENT) {
+		struct {
+			struct fuse_bufvec v;
+			struct fuse_buf more[MAX_SEGS - 1];
+		} bv;
+		struct mrfs_segment segs[MAX_SEGS];
+		int n;
+
+		if (!h->file) {
+			fuse_reply_buf(req, NULL, 0);
+			return;
+		}
+		rc = mrfs_store_segments(fs->store, h->file, (uint64_t)off, size, segs, MAX_SEGS, &n);
+		if (rc) {
+			fail(req, rc, "read", ino, NULL, "a chunk does not match its hash");
+			return;
+		}
+		memset(&bv, 0, sizeof(bv));
+		bv.v.count = (size_t)n;
+		for (int i = 0; i < n; i++) {
+			struct fuse_buf *b = &bv.v.buf[i];
+			b->size = segs[i].len;
+			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+			b->fd = segs[i].fd;
+			b->pos = segs[i].off;
+		}
+		fuse_reply_data(req, &bv.v, 0);
+		return;
+	}
+	if (h->type == H_NODE) {
+		char *buf = malloc(size ? size : 1);
+		ssize_t n;
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		pthread_mutex_lock(&h->wn->lock);
+		n = wnode_read(fs, h->wn, buf, size, (uint64_t)off);
+		pthread_mutex_unlock(&h->wn->lock);
+		if (n < 0)
+			fail(req, (int)n, "read", ino, NULL, NULL);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		free(buf);
+		return;
+	}
+	fuse_reply_err(req, EISDIR);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	if (h->type != H_NODE || !h->writer) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (!h->active) {
+		/* written again after a close of a dup: the version may be sealed */
+		struct mrfs_version v;
+		if ((rc = node_version(fs, h->wn->id, &v)) == 0 && v.state == MRFS_SEALED)
+			rc = -EROFS;
+		if (rc) {
+			fail(req, rc, "write", ino, NULL, "the version was sealed");
+			return;
+		}
+		pthread_mutex_lock(&fs->wlock);
+		h->active = true;
+		h->wn->active++;
+		pthread_mutex_unlock(&fs->wlock);
+	}
+	pthread_mutex_lock(&h->wn->lock);
+	rc = wnode_write(fs, h->wn, buf, size, (uint64_t)off);
+	pthread_mutex_unlock(&h->wn->lock);
+	if (rc < 0)
+		fail(req, rc, "write", ino, NULL, NULL);
+	else
+		fuse_reply_write(req, (size_t)rc);
+}
+
+/* Commit what @h's node holds; the handle stops counting as busy. */
+static int commit_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_err err = { "" };
+	int rc;
+
+	pthread_mutex_lock(&h->wn->lock);
+	rc = wnode_commit(fs, h->wn, &err);
+	pthread_mutex_unlock(&h->wn->lock);
+	if (rc) {
+		char path[4096];
+		path_of(fs, ino, path, sizeof(path));
+		fprintf(stderr, "mrfs: close %s: content not kept: %s (%s)\n", path,
+			*err.msg ? err.msg : strerror(-rc), strerrorname_np(-rc));
+	}
+	return rc;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc = 0;
+
+	if (h->type == H_NODE && h->writer) {
+		rc = commit_handle(req, ino, h);
+		pthread_mutex_lock(&fs->wlock);
+		if (h->active) {
+			h->active = false;
+			h->wn->active--;
+		}
+		pthread_mutex_unlock(&fs->wlock);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)datasync;
+	fuse_reply_err(req, h->type == H_NODE && h->writer ? -commit_handle(req, ino, h) : 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	if (h->type == H_NODE) {
+		if (h->writer)
+			commit_handle(req, ino, h);
+		wnode_put(fs, h->wn, h->writer, h->active);
+	}
+	handle_free(h);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- directories ------------------------------------------------------------- */
+
+struct listing {
+	struct handle *h;
+	size_t cap;
+	int rc;
+};
+
+static int list_add(struct listing *l, const char *name, uint64_t ino, mode_t type)
+{
+	struct handle *h = l->h;
+
+	if (h->ndents == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		struct dent *d = realloc(h->dents, ncap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		h->dents = d;
+		l->cap = ncap;
+	}
+	h->dents[h->ndents].name = strdup(name);
+	if (!h->dents[h->ndents].name)
+		return -ENOMEM;
+	h->dents[h->ndents].ino = ino;
+	h->dents[h->ndents].type = type;
+	h->ndents++;
+	return 0;
+}
+
+static int list_model_cb(void *ctx, const struct mrfs_model *m)
+{
+	char name[MRFS_NAME_MAX + 8];
+	int rc = list_add(ctx, m->name, INO(K_MODEL, m->id), S_IFDIR);
+
+	snprintf(name, sizeof(name), "%s.json", m->name);
+	return rc ? rc : list_add(ctx, name, INO(K_MODEL_JSON, m->id), S_IFREG);
+}
+
+static int list_version_cb(void *ctx, const struct mrfs_version *v)
+{
+	char name[32];
+	int rc;
+
+	snprintf(name, sizeof(name), "%u", v->n);
+	if ((rc = list_add(ctx, name, INO(K_NODE, v->id), S_IFDIR)))
+		return rc;
+	snprintf(name, sizeof(name), "%u.json", v->n);
+	return list_add(ctx, name, INO(K_VJSON, v->id), S_IFREG);
+}
+
+static int list_alias_cb(void *ctx, const struct mrfs_alias *a)
+{
+	return list_add(ctx, a->name, INO(K_ALIAS, a->id), S_IFLNK);
+}
+
+struct list_nodes {
+	struct listing *l;
+	struct mrfs_txn *txn;
+};
+
+static int list_node_cb(void *ctx, const char *name, uint64_t id)
+{
+	struct list_nodes *ln = ctx;
+	struct mrfs_node nd;
+	int rc = mrfs_node_get(ln->txn, id, &nd);
+
+	return rc ? rc : list_add(ln->l, name, INO(K_NODE, id), nd.mode & S_IFMT);
+}
+
+static int list_dir(struct mrfs_txn *txn, fuse_ino_t ino, struct listing *l)
+{
+	struct mrfs_model m;
+	struct list_nodes ln = { l, txn };
+	int rc;
+
+	if ((rc = list_add(l, ".", ino, S_IFDIR)) || (rc = list_add(l, "..", INO_ROOT, S_IFDIR)))
+		return rc;
+	switch (kind_of(ino)) {
+	case K_FIXED:
+		if (ino == INO_ROOT) {
+			if ((rc = list_add(l, "models", INO_MODELS, S_IFDIR)))
+				return rc;
+			return list_add(l, "history", INO_HISTORY, S_IFREG);
+		}
+		if (ino == INO_MODELS)
+			return mrfs_models_walk(txn, NULL, list_model_cb, l);
+		return -ENOTDIR;
+	case K_MODEL:
+		if ((rc = mrfs_model_get(txn, id_of(ino), &m)))
+			return rc;
+		if ((rc = list_add(l, "versions", INO(K_VERSIONS, m.id), S_IFDIR)) ||
+		    (rc = list_add(l, "history", INO(K_MHIST, m.id), S_IFREG)))
+			return rc;
+		if (m.latest && (rc = list_add(l, "latest", INO(K_LATEST, m.id), S_IFLNK)))
+			return rc;
+		return mrfs_aliases_walk(txn, m.id, NULL, list_alias_cb, l);
+	case K_VERSIONS:
+		return mrfs_versions_walk(txn, id_of(ino), 0, list_version_cb, l);
+	case K_NODE:
+		return mrfs_dir_walk(txn, id_of(ino), NULL, list_node_cb, &ln);
+	}
+	return -ENOTDIR;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct listing l = { 0 };
+	struct mrfs_txn *txn;
+	int rc;
+
+	l.h = handle_new(H_DIR);
+	if (!l.h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
+		rc = list_dir(txn, ino, &l);
+		mrfs_txn_abort(txn);
+	}
+	if (rc) {
+		handle_free(l.h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)l.h;
+	fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < h->ndents; i++) {
+		struct stat st = { .st_ino = h->dents[i].ino, .st_mode = h->dents[i].type };
+		size_t n = fuse_add_direntry(req, buf + used, size - used, h->dents[i].name, &st,
+					     (off_t)(i + 1));
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle_free((struct handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct statvfs sv;
+
+	(void)ino;
+	if (statvfs(mrfs_store_dir(fs->store), &sv)) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = MRFS_PATH_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.create = op_create,
+};
+
+/* ---- running ------------------------------------------------------------------ */
+
+static int fs_open(struct mrfs_fs *fs, const char *dir)
+{
+	char path[4096];
+	int rc = mrfs_store_open(dir, NULL, &fs->store);
+
+	if (rc)
+		return rc;
+	if ((rc = mrfs_registry_new(fs->store, &fs->reg)))
+		return rc;
+	snprintf(path, sizeof(path), "%s/tmp", dir);
+	fs->tmp_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fs->tmp_fd < 0 ? -errno : 0;
+}
+
+static void fs_close(struct mrfs_fs *fs)
+{
+	while (fs->wnodes) {
+		struct wnode *w = fs->wnodes;
+		fs->wnodes = w->next;
+		wnode_reset(w);
+		free(w);
+	}
+	if (fs->tmp_fd >= 0)
+		close(fs->tmp_fd);
+	mrfs_registry_free(fs->reg);
+	mrfs_store_close(fs->store);
+}
+
+int mrfs_fs_run(const struct mrfs_mount_opts *o)
+{
+	struct mrfs_fs fs = { .tmp_fd = -1 };
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se;
+	struct fuse_loop_config *cfg;
+	char opts[4096], *dir;
+	int rc;
+
+	/* fail early, before the mount, if the store cannot be opened */
+	if ((rc = fs_open(&fs, o->store_dir))) {
+		fprintf(stderr, "mrfs: cannot open store %s: %s\n", o->store_dir, strerror(-rc));
+		fs_close(&fs);
+		return rc;
+	}
+	fs_close(&fs);
+	memset(&fs, 0, sizeof(fs));
+	fs.tmp_fd = -1;
+	pthread_mutex_init(&fs.wlock, NULL);
+	fs.mountpoint = realpath(o->mountpoint, NULL);
+	dir = realpath(o->store_dir, NULL);
+	if (!fs.mountpoint || !dir) {
+		rc = -errno;
+		fprintf(stderr, "mrfs: %s: %s\n", fs.mountpoint ? o->store_dir : o->mountpoint,
+			strerror(errno));
+		goto out_free;
+	}
+	snprintf(opts, sizeof(opts), "default_permissions,fsname=%s,subtype=mrfs%s%s", dir,
+		 o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	if (fuse_opt_add_arg(&args, "mrfs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, opts) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
+	if (!se) {
+		rc = -EINVAL;
+		goto out_free;
+	}
+	if (fuse_set_signal_handlers(se)) {
+		rc = -EIO;
+		goto out_session;
+	}
+	if (fuse_session_mount(se, fs.mountpoint)) {
+		rc = -EIO;
+		goto out_signals;
+	}
+	/* LMDB must not cross a fork: open the store in the daemon */
+	fuse_daemonize(o->foreground);
+	clock_gettime(CLOCK_REALTIME, &started);
+	if ((rc = fs_open(&fs, dir))) {
+		fprintf(stderr, "mrfs: cannot open store %s: %s\n", dir, strerror(-rc));
+		goto out_unmount;
+	}
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		rc = -ENOMEM;
+		goto out_unmount;
+	}
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	rc = rc < 0 ? rc : 0;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_free:
+	fuse_opt_free_args(&args);
+	fs_close(&fs);
+	pthread_mutex_destroy(&fs.wlock);
+	free(fs.mountpoint);
+	free(dir);
+	return rc;
+}
