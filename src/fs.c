@@ -347,17 +347,33 @@ static void wnode_put(struct mrfs_fs *fs, struct wnode *w, bool writer, bool act
 	}
 }
 
-/* Whether a file of version @vid is open for writing: mrfs_busy_fn. */
+/*
+ * Whether a file of version @vid is open for writing: mrfs_busy_fn. A
+ * handle whose file was closed (flushed) but whose release has not arrived
+ * yet is given a moment: close() returns before the kernel sends release,
+ * so `cp f versions/3/ && chmod a-w versions/3` must not see it busy.
+ */
 static bool version_busy(void *ctx, uint64_t vid)
 {
 	struct mrfs_fs *fs = ctx;
-	bool busy = false;
 
-	pthread_mutex_lock(&fs->wlock);
-	for (struct wnode *w = fs->wnodes; w && !busy; w = w->next)
-		busy = w->vid == vid && w->active > 0;
-	pthread_mutex_unlock(&fs->wlock);
-	return busy;
+	for (int tries = 0;; tries++) {
+		int writers = 0, active = 0;
+
+		pthread_mutex_lock(&fs->wlock);
+		for (struct wnode *w = fs->wnodes; w; w = w->next) {
+			if (w->vid == vid) {
+				writers += w->writers;
+				active += w->active;
+			}
+		}
+		pthread_mutex_unlock(&fs->wlock);
+		if (active || (writers && tries == 40))
+			return true;
+		if (!writers)
+			return false;
+		usleep(5000);
+	}
 }
 
 static int tmp_open(struct mrfs_fs *fs)
@@ -710,8 +726,7 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		st->st_mtim = ts_of(nd.mtime_ns);
 		st->st_ctim = ts_of(nd.ctime_ns);
 		if (v.state == MRFS_SEALED) {
-			/* immutable: say so, and let the kernel keep it */
-			st->st_mode &= ~(mode_t)0222;
+			/* immutable: the kernel may keep it (modes stay as logged) */
 			*timeout = SEALED_TIMEOUT;
 		} else if (S_ISREG(nd.mode)) {
 			struct wnode *w;
@@ -1045,6 +1060,38 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 			 "aliases live in a model directory");
 	}
 	fail(req, rc, "symlink", parent, name, err.msg);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	struct mrfs_version v;
+	struct mrfs_node nd;
+	int rc;
+
+	(void)rdev;
+	who_of(req, &who);
+	if (kind_of(parent) != K_NODE) {
+		fail(req, -EPERM, "mknod", parent, name, "files live inside versions");
+		return;
+	}
+	if ((rc = node_version(fs, id_of(parent), &v)) == 0 && v.state == MRFS_SEALED) {
+		rc = -EROFS;
+		snprintf(err.msg, sizeof(err.msg), "version %u is sealed: it cannot change", v.n);
+	} else if (!rc && !S_ISREG(mode)) {
+		rc = -EPERM;
+		snprintf(err.msg, sizeof(err.msg), "a version holds files, directories and symlinks only");
+	} else if (!rc) {
+		rc = mrfs_node_create(fs->reg, &who, id_of(parent), name, S_IFREG | (mode & 07777),
+				      NULL, &nd, &err);
+	}
+	if (rc)
+		fail(req, rc, "mknod", parent, name, err.msg);
+	else
+		reply_new_entry(req, INO(K_NODE, nd.id));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -1864,6 +1911,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.getattr = op_getattr,
 	.setattr = op_setattr,
 	.readlink = op_readlink,
+	.mknod = op_mknod,
 	.mkdir = op_mkdir,
 	.unlink = op_unlink,
 	.rmdir = op_rmdir,
