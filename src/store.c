@@ -37,12 +37,12 @@
 #define WRITER_BUF (4 * MRFS_CHUNK_MAX)
 #define MAX_READERS 1024
 
-/* Cut masks of the gear hash: high bits, since bit k of the hash depends
- * only on the last k + 1 bytes. Tested every second byte, harder before the
- * average size (20 bits), easier after it (17 bits): normalized chunking,
- * mean about 1.05 MiB on random data. */
-#define MASK_S (~0ull << (64 - 20))
-#define MASK_L (~0ull << (64 - 17))
+/* Cut masks of the gear hash: bit k of the hash depends only on the last
+ * k + 1 bytes, so the masks take high bits (below bit 63, see
+ * mrfs_chunk_cut). Harder before the average size (21 bits), easier after
+ * it (18 bits): normalized chunking, mean about 1.07 MiB on random data. */
+#define MASK_S (((1ull << 21) - 1) << 42)
+#define MASK_L (((1ull << 18) - 1) << 44)
 
 enum { DB_CHUNKS = MRFS_DB_COUNT, DB_FILES, DB_ALL };
 
@@ -218,10 +218,12 @@ static void gear_init(void)
 }
 
 /*
- * The gear hash rolls two bytes a step (FastCDC's "rolling two bytes"):
- * h = (h << 2) + (gear[a] << 1) + gear[b] is the one-byte hash after both
- * bytes, and cut points are tested after every second byte. Half the
- * dependent steps of the plain loop.
+ * The gear hash h = (h << 1) + gear[byte], tested after every byte, but
+ * rolled two bytes a step as FastCDC 2020 does: after the first byte of a
+ * pair the state is kept shifted left by one ((h << 2) + gear2[a]) and
+ * tested with the mask shifted too, then gear[b] completes the pair. The
+ * cut points are those of the one-byte loop (the masks leave bit 63 out,
+ * which the shifted state loses) with half the dependent shifts.
  */
 size_t mrfs_chunk_cut(const uint8_t *buf, size_t len)
 {
@@ -234,12 +236,18 @@ size_t mrfs_chunk_cut(const uint8_t *buf, size_t len)
 		return len;
 	pthread_once(&gear_once, gear_init);
 	for (i = MRFS_CHUNK_MIN; i + 2 <= normal; i += 2) {
-		h = (h << 2) + gear2[buf[i]] + gear[buf[i + 1]];
+		h = (h << 2) + gear2[buf[i]];
+		if (!(h & (MASK_S << 1)))
+			return i + 1;
+		h += gear[buf[i + 1]];
 		if (!(h & MASK_S))
 			return i + 2;
 	}
 	for (; i + 2 <= end; i += 2) {
-		h = (h << 2) + gear2[buf[i]] + gear[buf[i + 1]];
+		h = (h << 2) + gear2[buf[i]];
+		if (!(h & (MASK_L << 1)))
+			return i + 1;
+		h += gear[buf[i + 1]];
 		if (!(h & MASK_L))
 			return i + 2;
 	}
@@ -1628,7 +1636,15 @@ int mrfs_kv_del(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
 
 static bool has_prefix(const MDB_val *k, const void *prefix, size_t plen)
 {
-	return k->mv_size >= plen && !memcmp(k->mv_data, prefix, plen);
+	return !plen || (k->mv_size >= plen && !memcmp(k->mv_data, prefix, plen));
+}
+
+/* Whether key @a (@alen bytes) sorts before key @b, as LMDB orders them. */
+static bool key_before(const void *a, size_t alen, const void *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	return c < 0 || (c == 0 && alen < blen);
 }
 
 int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
@@ -1641,6 +1657,8 @@ int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
 
 	if ((rc = mdb_err(mdb_cursor_open(txn->txn, txn->store->dbi[db], &cur))))
 		return rc;
+	if (from && plen && key_before(from, flen, prefix, plen))
+		from = NULL; /* start at the prefix itself */
 	if (from) {
 		k.mv_size = flen;
 		k.mv_data = (void *)from;
@@ -1680,7 +1698,8 @@ int mrfs_kv_last(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
 	if ((rc = mdb_err(mdb_cursor_open(txn->txn, txn->store->dbi[db], &cur))))
 		return rc;
 	/* the smallest key above every key with the prefix, if any */
-	memcpy(next, prefix, plen);
+	if (plen)
+		memcpy(next, prefix, plen);
 	while (nlen && next[nlen - 1] == 0xff)
 		nlen--;
 	if (nlen) {

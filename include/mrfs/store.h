@@ -93,7 +93,7 @@ struct mrfs_store_options {
 };
 
 struct mrfs_store_stats {
-	uint64_t logical_bytes; /* sum of the sizes of all files */
+	uint64_t logical_bytes; /* sum of size x references over all files */
 	uint64_t stored_bytes;  /* sum of the lengths of all indexed chunks */
 	uint64_t chunks;        /* indexed chunks, referenced or not */
 	uint64_t dead_chunks;   /* of those, chunks with no reference */
