@@ -21,6 +21,7 @@
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,7 +86,9 @@ struct handle {
 	enum htype type;
 	struct mrfs_file *file; /* H_CONTENT: NULL for an empty file */
 	char *buf;		/* H_BUF */
-	size_t len;
+	size_t len, cap;
+	fuse_ino_t ino;		/* H_BUF: the record it renders */
+	bool dirty;		/* H_BUF: written, not yet applied */
 	struct dent *dents;	/* H_DIR */
 	size_t ndents;
 	struct wnode *wn;	/* H_NODE */
@@ -96,6 +99,7 @@ struct mrfs_fs {
 	struct mrfs_store *store;
 	struct mrfs_registry *reg;
 	char *mountpoint;
+	gid_t admin_gid; /* (gid_t)-1: no admin group */
 	int tmp_fd;
 	pthread_mutex_t wlock;
 	struct wnode *wnodes;
@@ -113,6 +117,11 @@ static uint64_t id_of(fuse_ino_t ino)
 	return ino & ID_MASK;
 }
 
+static bool is_record(fuse_ino_t ino)
+{
+	return kind_of(ino) == K_VJSON || kind_of(ino) == K_MODEL_JSON;
+}
+
 static struct mrfs_fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -127,6 +136,24 @@ static struct timespec ts_of(int64_t ns)
 static int64_t ns_of(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/* Whether the caller is in the mount's --admin-group. */
+static bool in_admin_group(fuse_req_t req)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	gid_t groups[256];
+	int n;
+
+	if (fs->admin_gid == (gid_t)-1)
+		return false;
+	if (fuse_req_ctx(req)->gid == fs->admin_gid)
+		return true;
+	n = fuse_req_getgroups(req, 256, groups);
+	for (int i = 0; i < n && i < 256; i++)
+		if (groups[i] == fs->admin_gid)
+			return true;
+	return false;
 }
 
 static void who_of(fuse_req_t req, struct mrfs_caller *c)
@@ -151,6 +178,7 @@ static void who_of(fuse_req_t req, struct mrfs_caller *c)
 		snprintf(c->user, sizeof(c->user), "%s", pw.pw_name);
 	else
 		snprintf(c->user, sizeof(c->user), "%u", (unsigned)ctx->uid);
+	c->admin = in_admin_group(req);
 }
 
 /* ---- paths for the log -------------------------------------------------- */
@@ -689,7 +717,8 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 			st->st_mode = S_IFREG | 0444;
 			st->st_size = (off_t)m.hist_bytes;
 		} else if (kind_of(ino) == K_MODEL_JSON) {
-			st->st_mode = S_IFREG | 0444;
+			/* writable by those who may write the model */
+			st->st_mode = S_IFREG | (m.mode & 0666);
 			return record_size(txn, ino, &st->st_size);
 		} else {
 			if (!m.latest)
@@ -704,12 +733,13 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		symlink_attr(st, ino, &m, a.version, a.time_ns);
 		return 0;
 	case K_VJSON:
-		if ((rc = mrfs_version_get(txn, id, &v)))
+		if ((rc = mrfs_version_get(txn, id, &v)) || (rc = mrfs_model_get(txn, v.model, &m)))
 			return rc;
 		st->st_ino = ino;
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | (m.mode & 0666);
 		st->st_nlink = 1;
-		st->st_uid = v.created.uid;
+		st->st_uid = m.uid;
+		st->st_gid = m.gid;
 		st->st_mtim = st->st_ctim = st->st_atim =
 			ts_of(v.sealed.time_ns ? v.sealed.time_ns : v.created.time_ns);
 		return record_size(txn, ino, &st->st_size);
@@ -1338,6 +1368,26 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			op_getattr(req, ino, NULL);
 		return;
 	}
+	if (is_record(ino) && fi && to_set == FUSE_SET_ATTR_SIZE) {
+		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+		if (h->type == H_BUF && (size_t)attr->st_size <= h->len) {
+			h->len = (size_t)attr->st_size;
+			h->dirty = true;
+			op_getattr(req, ino, NULL);
+			return;
+		}
+	}
+	if (is_record(ino) && (to_set & FUSE_SET_ATTR_SIZE)) {
+		fail(req, -EINVAL, "truncate", ino, NULL,
+		     "a record is replaced by writing a JSON object to it");
+		return;
+	}
+	if (is_record(ino) && !(to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+					   FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
+					   FUSE_SET_ATTR_CTIME))) {
+		op_getattr(req, ino, NULL); /* touch: nothing to keep */
+		return;
+	}
 	fail(req, -EPERM, "setattr", ino, NULL, "managed by mrfs");
 }
 
@@ -1385,6 +1435,50 @@ static int history_cb(void *ctx, uint64_t seq, const char *line, size_t len)
 	return 0;
 }
 
+/* Apply what was written to record handle @h: the registry checks it. */
+static int apply_record(fuse_req_t req, struct handle *h)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_caller who;
+	struct mrfs_err err = { "" };
+	int rc;
+
+	if (!h->dirty)
+		return 0;
+	h->dirty = false;
+	who_of(req, &who);
+	if (kind_of(h->ino) == K_VJSON)
+		rc = mrfs_version_update(fs->reg, &who, id_of(h->ino), h->buf ? h->buf : "", h->len,
+					 &err);
+	else
+		rc = mrfs_model_update(fs->reg, &who, id_of(h->ino), h->buf ? h->buf : "", h->len,
+				       &err);
+	if (rc) {
+		char path[4096];
+		path_of(fs, h->ino, path, sizeof(path));
+		fprintf(stderr, "mrfs: write %s: refused, the record is unchanged: %s (%s)\n", path,
+			*err.msg ? err.msg : strerror(-rc), strerrorname_np(-rc));
+	}
+	return rc;
+}
+
+/* Make room for @size bytes in @h's buffer (records are small). */
+static int buf_reserve(struct handle *h, size_t size)
+{
+	char *n;
+
+	if (size > (64u << 20))
+		return -EFBIG;
+	if (size <= h->cap)
+		return 0;
+	n = realloc(h->buf, size);
+	if (!n)
+		return -ENOMEM;
+	h->buf = n;
+	h->cap = size;
+	return 0;
+}
+
 /* Render a generated file (record or history) into @h. */
 static int render(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 {
@@ -1397,15 +1491,18 @@ static int render(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 	switch (kind_of(ino)) {
 	case K_VJSON:
 		rc = mrfs_version_record(txn, id_of(ino), &h->buf, &h->len);
+		h->cap = h->len;
 		break;
 	case K_MODEL_JSON:
 		rc = mrfs_model_record(txn, id_of(ino), &h->buf, &h->len);
+		h->cap = h->len;
 		break;
 	default:
 		rc = mrfs_events_walk(txn, kind_of(ino) == K_MHIST ? id_of(ino) : 0, 0,
 				      history_cb, &b);
 		h->buf = b.buf;
 		h->len = b.len;
+		h->cap = b.cap;
 		if (rc) {
 			free(b.buf);
 			h->buf = NULL;
@@ -1497,16 +1594,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		open_node(req, ino, fi);
 		return;
 	}
-	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fail(req, -EPERM, "open", ino, NULL,
-		     kind_of(ino) == K_VJSON || kind_of(ino) == K_MODEL_JSON ?
-		     "records are read-only in this version of mrfs" :
-		     "the history is written by mrfs only");
-		return;
-	}
 	if (kind_of(ino) != K_VJSON && kind_of(ino) != K_MODEL_JSON && kind_of(ino) != K_MHIST &&
 	    ino != INO_HISTORY) {
 		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && !is_record(ino)) {
+		fail(req, -EPERM, "open", ino, NULL, "the history is written by mrfs only");
 		return;
 	}
 	h = handle_new(H_BUF);
@@ -1514,7 +1608,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if ((rc = render(fs, ino, h))) {
+	h->ino = ino;
+	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		h->dirty = true; /* an empty document, unless something is written */
+	} else if ((rc = render(fs, ino, h))) {
 		handle_free(h);
 		fuse_reply_err(req, -rc);
 		return;
@@ -1644,6 +1741,21 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int rc;
 
+	if (h->type == H_BUF) {
+		size_t end = (size_t)off + size;
+		if ((rc = buf_reserve(h, end))) {
+			fail(req, rc, "write", ino, NULL, "a record is at most 64 MiB");
+			return;
+		}
+		if ((size_t)off > h->len)
+			memset(h->buf + h->len, ' ', (size_t)off - h->len);
+		memcpy(h->buf + off, buf, size);
+		if (end > h->len)
+			h->len = end;
+		h->dirty = true;
+		fuse_reply_write(req, size);
+		return;
+	}
 	if (h->type != H_NODE || !h->writer) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -1696,7 +1808,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int rc = 0;
 
-	if (h->type == H_NODE && h->writer) {
+	if (h->type == H_BUF) {
+		rc = apply_record(req, h);
+	} else if (h->type == H_NODE && h->writer) {
 		rc = commit_handle(req, ino, h);
 		pthread_mutex_lock(&fs->wlock);
 		if (h->active) {
@@ -1713,7 +1827,10 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	(void)datasync;
-	fuse_reply_err(req, h->type == H_NODE && h->writer ? -commit_handle(req, ino, h) : 0);
+	if (h->type == H_BUF)
+		fuse_reply_err(req, -apply_record(req, h));
+	else
+		fuse_reply_err(req, h->type == H_NODE && h->writer ? -commit_handle(req, ino, h) : 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1725,6 +1842,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		if (h->writer)
 			commit_handle(req, ino, h);
 		wnode_put(fs, h->wn, h->writer, h->active);
+	} else if (h->type == H_BUF) {
+		apply_record(req, h);
 	}
 	handle_free(h);
 	fuse_reply_err(req, 0);
@@ -1963,7 +2082,7 @@ static void fs_close(struct mrfs_fs *fs)
 
 int mrfs_fs_run(const struct mrfs_mount_opts *o)
 {
-	struct mrfs_fs fs = { .tmp_fd = -1 };
+	struct mrfs_fs fs = { .tmp_fd = -1, .admin_gid = (gid_t)-1 };
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se;
 	struct fuse_loop_config *cfg;
@@ -1979,6 +2098,20 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 	fs_close(&fs);
 	memset(&fs, 0, sizeof(fs));
 	fs.tmp_fd = -1;
+	fs.admin_gid = (gid_t)-1;
+	if (o->admin_group) {
+		struct group *g = getgrnam(o->admin_group);
+		char *end;
+		unsigned long gid = strtoul(o->admin_group, &end, 10);
+		if (g)
+			fs.admin_gid = g->gr_gid;
+		else if (*o->admin_group && !*end)
+			fs.admin_gid = (gid_t)gid;
+		else {
+			fprintf(stderr, "mrfs: no group '%s'\n", o->admin_group);
+			return -EINVAL;
+		}
+	}
 	pthread_mutex_init(&fs.wlock, NULL);
 	fs.mountpoint = realpath(o->mountpoint, NULL);
 	dir = realpath(o->store_dir, NULL);

@@ -5,6 +5,7 @@
  * A struct mrfs_doc is a json_t: the cast keeps jansson's types out of
  * every other module's headers.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,11 @@ static json_t *J(struct mrfs_doc *doc)
 struct mrfs_doc *mrfs_doc_new(void)
 {
 	return (struct mrfs_doc *)json_object();
+}
+
+struct mrfs_doc *mrfs_doc_new_array(void)
+{
+	return (struct mrfs_doc *)json_array();
 }
 
 void mrfs_doc_free(struct mrfs_doc *doc)
@@ -114,4 +120,208 @@ char *mrfs_doc_dump(struct mrfs_doc *doc, int pretty, size_t *len)
 	out[n + 1] = '\0';
 	*len = n + 1;
 	return out;
+}
+
+/* ---- reading JSON ------------------------------------------------------ */
+
+struct mrfs_doc *mrfs_doc_parse(const char *text, size_t len, char *err, size_t errsize)
+{
+	json_error_t e;
+	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &e);
+
+	if (!j && err)
+		snprintf(err, errsize, "line %d, column %d: %s", e.line, e.column, e.text);
+	return (struct mrfs_doc *)j;
+}
+
+enum mrfs_json mrfs_doc_type(const struct mrfs_doc *doc)
+{
+	switch (json_typeof((const json_t *)doc)) {
+	case JSON_OBJECT:
+		return MRFS_JSON_OBJECT;
+	case JSON_ARRAY:
+		return MRFS_JSON_ARRAY;
+	case JSON_STRING:
+		return MRFS_JSON_STRING;
+	case JSON_INTEGER:
+		return MRFS_JSON_INT;
+	case JSON_REAL:
+		return MRFS_JSON_REAL;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return MRFS_JSON_BOOL;
+	default:
+		return MRFS_JSON_NULL;
+	}
+}
+
+struct mrfs_doc *mrfs_doc_get(struct mrfs_doc *doc, const char *key)
+{
+	return doc ? (struct mrfs_doc *)json_object_get(J(doc), key) : NULL;
+}
+
+struct mrfs_doc *mrfs_doc_path(struct mrfs_doc *doc, const char *path)
+{
+	char part[256];
+
+	while (doc && *path) {
+		size_t n = strcspn(path, ".");
+		if (n >= sizeof(part))
+			return NULL;
+		memcpy(part, path, n);
+		part[n] = '\0';
+		doc = mrfs_doc_get(doc, part);
+		path += n;
+		if (*path == '.')
+			path++;
+	}
+	return doc;
+}
+
+size_t mrfs_doc_len(const struct mrfs_doc *doc)
+{
+	return json_is_array((const json_t *)doc) ? json_array_size((const json_t *)doc) : 0;
+}
+
+struct mrfs_doc *mrfs_doc_at(struct mrfs_doc *doc, size_t i)
+{
+	return (struct mrfs_doc *)json_array_get(J(doc), i);
+}
+
+const char *mrfs_doc_string(const struct mrfs_doc *doc)
+{
+	return json_string_value((const json_t *)doc);
+}
+
+double mrfs_doc_number(const struct mrfs_doc *doc)
+{
+	return json_number_value((const json_t *)doc);
+}
+
+int mrfs_doc_truth(const struct mrfs_doc *doc)
+{
+	return json_is_true((const json_t *)doc);
+}
+
+int mrfs_doc_each(struct mrfs_doc *doc, mrfs_member_fn fn, void *ctx)
+{
+	const char *key;
+	json_t *value;
+	int rc;
+
+	json_object_foreach (J(doc), key, value) {
+		if ((rc = fn(ctx, key, (struct mrfs_doc *)value)))
+			return rc;
+	}
+	return 0;
+}
+
+int mrfs_doc_equal(const struct mrfs_doc *a, const struct mrfs_doc *b)
+{
+	if (!a || !b)
+		return a == b;
+	return json_equal((const json_t *)a, (const json_t *)b);
+}
+
+/* ---- changing JSON ------------------------------------------------------ */
+
+struct mrfs_doc *mrfs_doc_copy(const struct mrfs_doc *doc)
+{
+	return (struct mrfs_doc *)json_deep_copy((const json_t *)doc);
+}
+
+int mrfs_doc_set(struct mrfs_doc *doc, const char *key, const struct mrfs_doc *value)
+{
+	json_t *copy;
+
+	if (!json_is_object(J(doc)))
+		return -EINVAL;
+	copy = json_deep_copy((const json_t *)value);
+	if (!copy || json_object_set_new(J(doc), key, copy))
+		return -ENOMEM;
+	return 0;
+}
+
+void mrfs_doc_del(struct mrfs_doc *doc, const char *key)
+{
+	json_object_del(J(doc), key);
+}
+
+int mrfs_doc_set_path(struct mrfs_doc *doc, const char *path, const char *value)
+{
+	json_t *cur = J(doc), *v;
+	char part[256];
+
+	if (!json_is_object(cur))
+		return -EINVAL;
+	v = json_loads(value, JSON_DECODE_ANY, NULL);
+	if (!v)
+		v = json_string(value);
+	if (!v)
+		return -ENOMEM;
+	for (;;) {
+		size_t n = strcspn(path, ".");
+		json_t *next;
+		if (n == 0 || n >= sizeof(part)) {
+			json_decref(v);
+			return -EINVAL;
+		}
+		memcpy(part, path, n);
+		part[n] = '\0';
+		path += n;
+		if (!*path)
+			break;
+		path++;
+		next = json_object_get(cur, part);
+		if (!json_is_object(next)) {
+			next = json_object();
+			if (!next || json_object_set_new(cur, part, next)) {
+				json_decref(v);
+				return -ENOMEM;
+			}
+		}
+		cur = next;
+	}
+	return json_object_set_new(cur, part, v) ? -ENOMEM : 0;
+}
+
+/* ---- time ------------------------------------------------------------------ */
+
+int mrfs_time_parse(const char *text, int64_t *time_ns)
+{
+	struct tm tm;
+	const char *p;
+	int64_t ns = 0, scale = 100000000;
+	long off = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(text, "%Y-%m-%d", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p = strptime(p + 1, "%H:%M:%S", &tm);
+		if (!p)
+			return -EINVAL;
+		if (*p == '.') {
+			for (p++; *p >= '0' && *p <= '9'; p++) {
+				ns += (*p - '0') * scale;
+				scale /= 10;
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int hh, mm;
+			if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+				return -EINVAL;
+			off = (hh * 3600L + mm * 60L) * (*p == '-' ? -1 : 1);
+			p += 6;
+		} else {
+			return -EINVAL;
+		}
+	}
+	if (*p)
+		return -EINVAL;
+	*time_ns = ((int64_t)timegm(&tm) - off) * 1000000000 + ns;
+	return 0;
 }

@@ -919,6 +919,20 @@ out:
 	return end(txn, rc);
 }
 
+/* Delete the records of version @v (its tree must be gone already). */
+static int drop_version(struct mrfs_txn *txn, const struct mrfs_version *v)
+{
+	struct key k;
+	int rc;
+
+	if ((rc = del(txn, MRFS_DB_VERSIONS, k_u32(k_u64(k_tag(&k, 'm'), v->model), v->n))) ||
+	    (rc = del(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'v'), v->id))) ||
+	    (rc = del(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'i'), v->id))))
+		return rc;
+	rc = del(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'u'), v->id));
+	return rc == -ENOENT ? 0 : rc;
+}
+
 int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
 			uint64_t vid, struct mrfs_err *err)
 {
@@ -926,7 +940,6 @@ int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who
 	struct mrfs_version v;
 	struct mrfs_model m;
 	struct mrfs_doc *ev;
-	struct key k;
 	uint64_t seq;
 	int rc;
 
@@ -944,9 +957,7 @@ int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who
 		rc = -ENOTEMPTY;
 		goto out;
 	}
-	if ((rc = del(txn, MRFS_DB_VERSIONS, k_u32(k_u64(k_tag(&k, 'm'), v.model), v.n))) ||
-	    (rc = del(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'v'), vid))) ||
-	    (rc = del(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'i'), vid))))
+	if ((rc = drop_version(txn, &v)))
 		goto out;
 	m.nversions--;
 	m.mtime_ns = m.ctime_ns = mrfs_now_ns();
@@ -1104,6 +1115,69 @@ bad:
 	return -EINVAL;
 }
 
+static int model_user_doc(struct mrfs_txn *txn, uint64_t model, struct mrfs_doc **out);
+static bool privileged(const struct mrfs_caller *who, const struct mrfs_model *m);
+
+/* The key recording that alias @name of @model has pointed at version @n. */
+static struct key *k_pointed(struct key *k, uint64_t model, const char *name, uint32_t n)
+{
+	k_str(k_u64(k_tag(k, 'h'), model), name);
+	k->b[k->len++] = '\0';
+	return k_u32(k, n);
+}
+
+/* Remember that alias @name of @model points at @n (for promote_from). */
+static int remember_pointed(struct mrfs_txn *txn, uint64_t model, const char *name, uint32_t n)
+{
+	struct key k;
+
+	return put(txn, MRFS_DB_ALIASES, k_pointed(&k, model, name, n), "", 0);
+}
+
+/*
+ * Whether @who may change alias @name of @m: protected aliases need the
+ * owner, root or the admin group (-EACCES). With @target > 0, whether the
+ * policy's promote_from lets the alias point there (-EPERM).
+ */
+static int alias_allowed(struct mrfs_txn *txn, const struct mrfs_caller *who,
+			 const struct mrfs_model *m, const char *name, int64_t target,
+			 struct mrfs_err *err)
+{
+	struct mrfs_doc *user, *pol, *prot;
+	const char *from;
+	int rc = model_user_doc(txn, m->id, &user);
+
+	if (rc)
+		return rc;
+	pol = mrfs_doc_get(user, "policy");
+	prot = mrfs_doc_get(pol, "protected");
+	for (size_t i = 0; i < mrfs_doc_len(prot); i++) {
+		const char *p = mrfs_doc_string(mrfs_doc_at(prot, i));
+		if (p && !strcmp(p, name) && !privileged(who, m)) {
+			refuse(err, "alias '%s' of '%s' is protected: only its owner, root "
+				    "or the admin group may change it", name, m->name);
+			rc = -EACCES;
+			goto out;
+		}
+	}
+	from = mrfs_doc_string(mrfs_doc_get(mrfs_doc_get(pol, "promote_from"), name));
+	if (target > 0 && from) {
+		struct key k;
+		struct mrfs_val v;
+		rc = mrfs_kv_get(txn, MRFS_DB_ALIASES,
+				 k_pointed(&k, m->id, from, (uint32_t)target)->b, k.len, &v);
+		if (rc == -ENOENT) {
+			refuse(err, "policy: '%s' of '%s' may only point at a version '%s' has "
+				    "pointed at, and '%s' never pointed at %" PRId64,
+			       name, m->name, from, from, target);
+			rc = -EPERM;
+		}
+	}
+out:
+	mrfs_doc_free(user);
+	return rc;
+}
+
 static int alias_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
 		       struct mrfs_model *m, const char *kind, const char *alias,
 		       int64_t from, int64_t to)
@@ -1175,13 +1249,15 @@ int mrfs_alias_set(struct mrfs_registry *reg, const struct mrfs_caller *who,
 		rc = -EEXIST;
 		goto out;
 	}
+	if ((rc = alias_allowed(txn, who, &m, name, n, err)))
+		goto out;
 	if (v.state == MRFS_DRAFT && (rc = seal_in(txn, who, &v, &m, busy, busy_ctx, err)))
 		goto out;
 	a.version = n;
 	a.time_ns = mrfs_now_ns();
 	a.uid = who->uid;
 	m.mtime_ns = m.ctime_ns = a.time_ns;
-	if ((rc = put_alias(txn, model, &a)))
+	if ((rc = put_alias(txn, model, &a)) || (rc = remember_pointed(txn, model, name, n)))
 		goto out;
 	rc = alias_event(txn, who, &m, "alias.set", name, -1, n);
 	if (!rc && out)
@@ -1219,6 +1295,9 @@ int mrfs_alias_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
 		rc = -EEXIST;
 		goto out;
 	}
+	if ((rc = alias_allowed(txn, who, &m, from, -1, err)) ||
+	    (rc = alias_allowed(txn, who, &m, to, src.version, err)))
+		goto out;
 	/* the source's inode moves to the new name, as rename(2) says */
 	if ((rc = del_alias(txn, model, &src)))
 		goto out;
@@ -1228,7 +1307,8 @@ int mrfs_alias_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
 	snprintf(dst.name, sizeof(dst.name), "%s", to);
 	dst.time_ns = m.mtime_ns = m.ctime_ns = mrfs_now_ns();
 	dst.uid = who->uid;
-	if ((rc = put_alias(txn, model, &dst)))
+	if ((rc = put_alias(txn, model, &dst)) ||
+	    (rc = remember_pointed(txn, model, to, src.version)))
 		goto out;
 	if (exists)
 		m.naliases--;
@@ -1252,7 +1332,7 @@ int mrfs_alias_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
 		return rc;
 	if ((rc = mrfs_model_get(txn, model, &m)) || (rc = mrfs_alias_get(txn, model, name, &a)))
 		goto out;
-	if ((rc = del_alias(txn, model, &a)))
+	if ((rc = alias_allowed(txn, who, &m, name, -1, err)) || (rc = del_alias(txn, model, &a)))
 		goto out;
 	m.naliases--;
 	m.mtime_ns = m.ctime_ns = mrfs_now_ns();
@@ -1655,41 +1735,108 @@ static int render(struct mrfs_doc *doc, char **out, size_t *len)
 	return *out ? 0 : -ENOMEM;
 }
 
-int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *len)
+/* The managed members of version @v's record. */
+static int version_doc(struct mrfs_txn *txn, const struct mrfs_version *v,
+		       const struct mrfs_model *m, struct mrfs_doc **out)
 {
-	struct mrfs_version v;
-	struct mrfs_model m;
-	struct mrfs_doc *doc;
+	struct mrfs_doc *doc = mrfs_doc_new();
 	struct rec_files rf = { .txn = txn };
 	struct rec_aliases ra;
 	int rc;
 
-	if ((rc = mrfs_version_get(txn, vid, &v)) || (rc = mrfs_model_get(txn, v.model, &m)))
-		return rc;
-	doc = mrfs_doc_new();
 	if (!doc)
 		return -ENOMEM;
-	mrfs_doc_str(doc, "model", m.name);
-	mrfs_doc_int(doc, "version", v.n);
-	mrfs_doc_str(doc, "state", v.state == MRFS_SEALED ? "sealed" : "draft");
-	doc_stamp(doc, "created", &v.created);
-	doc_stamp(doc, "sealed", &v.sealed);
+	mrfs_doc_str(doc, "model", m->name);
+	mrfs_doc_int(doc, "version", v->n);
+	mrfs_doc_str(doc, "state", v->state == MRFS_SEALED ? "sealed" : "draft");
+	doc_stamp(doc, "created", &v->created);
+	doc_stamp(doc, "sealed", &v->sealed);
 	rf.files = mrfs_doc_arr(doc, "files");
-	if ((rc = mrfs_version_files(txn, vid, rec_file_cb, &rf))) {
-		mrfs_doc_free(doc);
-		return rc;
-	}
+	if ((rc = mrfs_version_files(txn, v->id, rec_file_cb, &rf)))
+		goto out_free;
 	mrfs_doc_int(doc, "size", (int64_t)rf.size);
-	if (v.state == MRFS_SEALED)
-		doc_digest(doc, "digest", v.digest);
+	if (v->state == MRFS_SEALED)
+		doc_digest(doc, "digest", v->digest);
 	else
 		mrfs_doc_null(doc, "digest");
 	ra.doc = mrfs_doc_arr(doc, "aliases");
-	ra.version = v.n;
-	if ((rc = mrfs_aliases_walk(txn, v.model, NULL, rec_alias_cb, &ra))) {
+	ra.version = v->n;
+	if ((rc = mrfs_aliases_walk(txn, v->model, NULL, rec_alias_cb, &ra)))
+		goto out_free;
+	*out = doc;
+	return 0;
+out_free:
+	mrfs_doc_free(doc);
+	return rc;
+}
+
+/* The user members kept for a record ('u' id in @db): a new object. */
+static int user_doc(struct mrfs_txn *txn, enum mrfs_db db, uint64_t id, struct mrfs_doc **out)
+{
+	struct key k;
+	struct mrfs_val v;
+	int rc;
+
+	k_u64(k_tag(&k, 'u'), id);
+	rc = mrfs_kv_get(txn, db, k.b, k.len, &v);
+	if (rc == -ENOENT) {
+		*out = mrfs_doc_new();
+		return *out ? 0 : -ENOMEM;
+	}
+	if (rc)
+		return rc;
+	*out = mrfs_doc_parse(v.data, v.len, NULL, 0);
+	if (!*out || mrfs_doc_type(*out) != MRFS_JSON_OBJECT) {
+		mrfs_doc_free(*out);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int merge_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	return mrfs_doc_set(ctx, key, value);
+}
+
+/* A model's policy when it has set none. */
+static struct mrfs_doc *default_policy(void)
+{
+	struct mrfs_doc *p = mrfs_doc_new();
+
+	mrfs_doc_str(mrfs_doc_arr(p, "protected"), NULL, "production");
+	return p;
+}
+
+/* The user members of model @m's record, with the default policy filled in. */
+static int model_user_doc(struct mrfs_txn *txn, uint64_t model, struct mrfs_doc **out)
+{
+	struct mrfs_doc *policy;
+	int rc = user_doc(txn, MRFS_DB_MODELS, model, out);
+
+	if (rc || mrfs_doc_get(*out, "policy"))
+		return rc;
+	policy = default_policy();
+	rc = policy ? mrfs_doc_set(*out, "policy", policy) : -ENOMEM;
+	mrfs_doc_free(policy);
+	return rc;
+}
+
+int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *len)
+{
+	struct mrfs_version v;
+	struct mrfs_model m;
+	struct mrfs_doc *doc, *user;
+	int rc;
+
+	if ((rc = mrfs_version_get(txn, vid, &v)) || (rc = mrfs_model_get(txn, v.model, &m)) ||
+	    (rc = version_doc(txn, &v, &m, &doc)))
+		return rc;
+	if ((rc = user_doc(txn, MRFS_DB_VERSIONS, vid, &user)) ||
+	    (rc = mrfs_doc_each(user, merge_cb, doc))) {
 		mrfs_doc_free(doc);
 		return rc;
 	}
+	mrfs_doc_free(user);
 	return render(doc, out, len);
 }
 
@@ -1702,36 +1849,435 @@ static int rec_version_cb(void *ctx, const struct mrfs_version *v)
 	return 0;
 }
 
-int mrfs_model_record(struct mrfs_txn *txn, uint64_t model, char **out, size_t *len)
+/* The managed members of model @m's record. */
+static int model_doc(struct mrfs_txn *txn, const struct mrfs_model *m, struct mrfs_doc **out)
 {
-	struct mrfs_model m;
-	struct mrfs_doc *doc, *owner;
+	struct mrfs_doc *doc = mrfs_doc_new(), *owner;
 	struct rec_aliases ra = { 0 };
 	int rc;
 
-	if ((rc = mrfs_model_get(txn, model, &m)))
-		return rc;
-	doc = mrfs_doc_new();
 	if (!doc)
 		return -ENOMEM;
-	mrfs_doc_str(doc, "name", m.name);
-	doc_stamp(doc, "created", &m.created);
+	mrfs_doc_str(doc, "name", m->name);
+	doc_stamp(doc, "created", &m->created);
 	owner = mrfs_doc_obj(doc, "owner");
-	mrfs_doc_int(owner, "uid", m.uid);
-	mrfs_doc_int(owner, "gid", m.gid);
-	if (m.latest)
-		mrfs_doc_int(doc, "latest", m.latest);
+	mrfs_doc_int(owner, "uid", m->uid);
+	mrfs_doc_int(owner, "gid", m->gid);
+	if (m->latest)
+		mrfs_doc_int(doc, "latest", m->latest);
 	else
 		mrfs_doc_null(doc, "latest");
-	if ((rc = mrfs_versions_walk(txn, model, 0, rec_version_cb,
-				     mrfs_doc_arr(doc, "versions")))) {
-		mrfs_doc_free(doc);
-		return rc;
-	}
+	mrfs_doc_int(doc, "next_version", (int64_t)m->max_version + 1);
+	if ((rc = mrfs_versions_walk(txn, m->id, 0, rec_version_cb, mrfs_doc_arr(doc, "versions"))))
+		goto out_free;
 	ra.doc = mrfs_doc_obj(doc, "aliases");
-	if ((rc = mrfs_aliases_walk(txn, model, NULL, rec_alias_cb, &ra))) {
+	if ((rc = mrfs_aliases_walk(txn, m->id, NULL, rec_alias_cb, &ra)))
+		goto out_free;
+	*out = doc;
+	return 0;
+out_free:
+	mrfs_doc_free(doc);
+	return rc;
+}
+
+int mrfs_model_record(struct mrfs_txn *txn, uint64_t model, char **out, size_t *len)
+{
+	struct mrfs_model m;
+	struct mrfs_doc *doc, *user;
+	int rc;
+
+	if ((rc = mrfs_model_get(txn, model, &m)) || (rc = model_doc(txn, &m, &doc)))
+		return rc;
+	if ((rc = model_user_doc(txn, model, &user)) || (rc = mrfs_doc_each(user, merge_cb, doc))) {
 		mrfs_doc_free(doc);
 		return rc;
 	}
+	mrfs_doc_free(user);
 	return render(doc, out, len);
+}
+
+/* ---- writing records ------------------------------------------------------ */
+
+struct split {
+	struct mrfs_doc *managed, *user;
+	struct mrfs_err *err;
+};
+
+/* Sort a written member: managed ones must be unchanged, the rest is user. */
+static int split_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	struct split *s = ctx;
+	struct mrfs_doc *cur = mrfs_doc_get(s->managed, key);
+
+	if (cur) {
+		if (mrfs_doc_equal(cur, value))
+			return 0;
+		refuse(s->err, "member '%s' is managed by mrfs and cannot change", key);
+		return -EINVAL;
+	}
+	return mrfs_doc_set(s->user, key, value);
+}
+
+struct changed {
+	struct mrfs_doc *other, *keys;
+	bool policy;
+};
+
+/* Collect the keys of one document whose values differ in the other. */
+static int changed_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	struct changed *c = ctx;
+	struct mrfs_doc *o = mrfs_doc_get(c->other, key);
+
+	if (o && mrfs_doc_equal(o, value))
+		return 0;
+	if (!strcmp(key, "policy")) {
+		c->policy = true;
+		return 0;
+	}
+	for (size_t i = 0; i < mrfs_doc_len(c->keys); i++)
+		if (!strcmp(mrfs_doc_string(mrfs_doc_at(c->keys, i)), key))
+			return 0;
+	mrfs_doc_str(c->keys, NULL, key);
+	return 0;
+}
+
+/*
+ * Parse @text against @managed: the new user members (*@user), the keys
+ * that changed from @old (*@keys, an array) and whether the policy did.
+ */
+static int diff_record(struct mrfs_doc *managed, struct mrfs_doc *old, const char *text,
+		       size_t len, struct mrfs_doc **user, struct mrfs_doc **keys, bool *policy,
+		       struct mrfs_err *err)
+{
+	char why[160];
+	struct mrfs_doc *doc = mrfs_doc_parse(text, len, why, sizeof(why));
+	struct split sp = { managed, NULL, err };
+	struct changed ch = { NULL, NULL, false };
+	int rc;
+
+	if (!doc) {
+		refuse(err, "not JSON: %s", why);
+		return -EINVAL;
+	}
+	if (mrfs_doc_type(doc) != MRFS_JSON_OBJECT) {
+		refuse(err, "a record must be one JSON object");
+		mrfs_doc_free(doc);
+		return -EINVAL;
+	}
+	sp.user = mrfs_doc_new();
+	ch.keys = mrfs_doc_new_array();
+	rc = sp.user && ch.keys ? mrfs_doc_each(doc, split_cb, &sp) : -ENOMEM;
+	mrfs_doc_free(doc);
+	if (rc)
+		goto out_free;
+	ch.other = old;
+	if ((rc = mrfs_doc_each(sp.user, changed_cb, &ch)))
+		goto out_free;
+	ch.other = sp.user;
+	if ((rc = mrfs_doc_each(old, changed_cb, &ch)))
+		goto out_free;
+	*user = sp.user;
+	*keys = ch.keys;
+	*policy = ch.policy;
+	return 0;
+out_free:
+	mrfs_doc_free(sp.user);
+	mrfs_doc_free(ch.keys);
+	return rc;
+}
+
+static int put_user(struct mrfs_txn *txn, enum mrfs_db db, uint64_t id, struct mrfs_doc *user)
+{
+	struct key k;
+	size_t len;
+	char *text = mrfs_doc_dump(user, 0, &len);
+	int rc;
+
+	if (!text)
+		return -ENOMEM;
+	k_u64(k_tag(&k, 'u'), id);
+	rc = put(txn, db, &k, text, len);
+	free(text);
+	return rc;
+}
+
+static bool privileged(const struct mrfs_caller *who, const struct mrfs_model *m)
+{
+	return who->uid == 0 || who->uid == m->uid || who->admin;
+}
+
+/* One rule of promote_from: alias name -> alias name. */
+static int promote_rule_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	const char *from = mrfs_doc_string(value);
+
+	(void)ctx;
+	return mrfs_name_valid(key) && from && mrfs_name_valid(from) ? 0 : -EINVAL;
+}
+
+/* A policy must be {"protected": [names], "promote_from": {name: name}}. */
+static int check_policy(struct mrfs_doc *p, struct mrfs_err *err)
+{
+	struct mrfs_doc *prot = mrfs_doc_get(p, "protected");
+	struct mrfs_doc *from = mrfs_doc_get(p, "promote_from");
+
+	if (!p || mrfs_doc_type(p) != MRFS_JSON_OBJECT)
+		goto bad;
+	if (prot) {
+		if (mrfs_doc_type(prot) != MRFS_JSON_ARRAY)
+			goto bad;
+		for (size_t i = 0; i < mrfs_doc_len(prot); i++) {
+			const char *n = mrfs_doc_string(mrfs_doc_at(prot, i));
+			if (!n || !mrfs_name_valid(n))
+				goto bad;
+		}
+	}
+	if (from && (mrfs_doc_type(from) != MRFS_JSON_OBJECT ||
+		     mrfs_doc_each(from, promote_rule_cb, NULL)))
+		goto bad;
+	return 0;
+bad:
+	refuse(err, "policy must be {\"protected\": [alias names], "
+		    "\"promote_from\": {\"alias\": \"alias\"}}");
+	return -EINVAL;
+}
+
+static int metadata_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
+			  struct mrfs_model *m, int64_t version, struct mrfs_doc *keys)
+{
+	struct mrfs_doc *ev;
+	uint64_t seq;
+	int rc = event_new(txn, "metadata.update", m->name, &ev, &seq);
+
+	if (rc)
+		return rc;
+	if (version > 0)
+		mrfs_doc_int(ev, "version", version);
+	if ((rc = mrfs_doc_set(ev, "keys", keys))) {
+		mrfs_doc_free(ev);
+		return rc;
+	}
+	return event_commit(txn, ev, seq, who, m);
+}
+
+int mrfs_version_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
+			uint64_t vid, const char *text, size_t len, struct mrfs_err *err)
+{
+	struct mrfs_txn *txn;
+	struct mrfs_version v;
+	struct mrfs_model m;
+	struct mrfs_doc *managed = NULL, *old = NULL, *user = NULL, *keys = NULL;
+	bool policy;
+	int rc;
+
+	if ((rc = begin(reg, &txn)))
+		return rc;
+	if ((rc = mrfs_version_get(txn, vid, &v)) || (rc = mrfs_model_get(txn, v.model, &m)) ||
+	    (rc = version_doc(txn, &v, &m, &managed)) ||
+	    (rc = user_doc(txn, MRFS_DB_VERSIONS, vid, &old)) ||
+	    (rc = diff_record(managed, old, text, len, &user, &keys, &policy, err)))
+		goto out;
+	if (policy)
+		mrfs_doc_str(keys, NULL, "policy"); /* no meaning on a version */
+	if (!mrfs_doc_len(keys))
+		goto out;
+	if ((rc = put_user(txn, MRFS_DB_VERSIONS, vid, user)))
+		goto out;
+	rc = metadata_event(txn, who, &m, v.n, keys);
+out:
+	mrfs_doc_free(managed);
+	mrfs_doc_free(old);
+	mrfs_doc_free(user);
+	mrfs_doc_free(keys);
+	return end(txn, rc);
+}
+
+int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
+		      uint64_t model, const char *text, size_t len, struct mrfs_err *err)
+{
+	struct mrfs_txn *txn;
+	struct mrfs_model m;
+	struct mrfs_doc *managed = NULL, *old = NULL, *user = NULL, *keys = NULL, *ev;
+	struct mrfs_doc *pol;
+	uint64_t seq;
+	bool policy;
+	int rc;
+
+	if ((rc = begin(reg, &txn)))
+		return rc;
+	if ((rc = mrfs_model_get(txn, model, &m)) || (rc = model_doc(txn, &m, &managed)) ||
+	    (rc = model_user_doc(txn, model, &old)) ||
+	    (rc = diff_record(managed, old, text, len, &user, &keys, &policy, err)))
+		goto out;
+	pol = mrfs_doc_get(user, "policy");
+	if (policy && !privileged(who, &m)) {
+		refuse(err, "only the owner of '%s', root or the admin group may change its policy",
+		       m.name);
+		rc = -EACCES;
+		goto out;
+	}
+	if (policy && pol && (rc = check_policy(pol, err)))
+		goto out;
+	if (!policy && !mrfs_doc_len(keys))
+		goto out;
+	if ((rc = put_user(txn, MRFS_DB_MODELS, model, user)))
+		goto out;
+	if (mrfs_doc_len(keys) && (rc = metadata_event(txn, who, &m, 0, keys)))
+		goto out;
+	if (policy) {
+		struct mrfs_doc *effective = pol ? NULL : default_policy();
+		if ((rc = event_new(txn, "policy.update", m.name, &ev, &seq)))
+			goto out;
+		rc = mrfs_doc_set(ev, "policy", pol ? pol : effective);
+		mrfs_doc_free(effective);
+		if (rc) {
+			mrfs_doc_free(ev);
+			goto out;
+		}
+		rc = event_commit(txn, ev, seq, who, &m);
+	}
+out:
+	mrfs_doc_free(managed);
+	mrfs_doc_free(old);
+	mrfs_doc_free(user);
+	mrfs_doc_free(keys);
+	return end(txn, rc);
+}
+
+/* ---- deleting sealed versions ---------------------------------------------- */
+
+struct tree_entry {
+	uint64_t parent;
+	char name[MRFS_PATH_NAME_MAX + 1];
+};
+
+struct tree {
+	struct mrfs_txn *txn;
+	struct tree_entry *e;
+	size_t n, cap;
+};
+
+struct tree_ctx {
+	struct tree *t;
+	uint64_t dir;
+};
+
+/* Collect every entry under a directory, children before their parents. */
+static int tree_entry_cb(void *ctx, const char *name, uint64_t id)
+{
+	struct tree_ctx *c = ctx;
+	struct tree *t = c->t;
+	struct mrfs_node nd;
+	int rc = mrfs_node_get(t->txn, id, &nd);
+
+	if (rc)
+		return rc;
+	if (S_ISDIR(nd.mode)) {
+		struct tree_ctx sub = { t, id };
+		if ((rc = mrfs_dir_walk(t->txn, id, NULL, tree_entry_cb, &sub)))
+			return rc;
+	}
+	if (t->n == t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 64;
+		struct tree_entry *a = realloc(t->e, ncap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		t->e = a;
+		t->cap = ncap;
+	}
+	t->e[t->n].parent = c->dir;
+	snprintf(t->e[t->n].name, sizeof(t->e[t->n].name), "%s", name);
+	t->n++;
+	return 0;
+}
+
+struct alias_of {
+	uint32_t n;
+	char name[MRFS_NAME_MAX + 1];
+};
+
+static int alias_of_cb(void *ctx, const struct mrfs_alias *a)
+{
+	struct alias_of *f = ctx;
+
+	if (a->version != f->n)
+		return 0;
+	snprintf(f->name, sizeof(f->name), "%s", a->name);
+	return 1;
+}
+
+struct latest_scan {
+	uint32_t skip, best;
+};
+
+static int latest_cb(void *ctx, const struct mrfs_version *v)
+{
+	struct latest_scan *s = ctx;
+
+	if (v->state == MRFS_SEALED && v->n != s->skip)
+		s->best = v->n;
+	return 0;
+}
+
+int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who,
+			const char *model, uint32_t n, struct mrfs_err *err)
+{
+	struct mrfs_txn *txn;
+	struct mrfs_model m;
+	struct mrfs_version v;
+	struct alias_of al = { n, "" };
+	struct tree t = { 0 };
+	struct tree_ctx root;
+	struct latest_scan ls = { n, 0 };
+	struct mrfs_doc *ev;
+	uint64_t seq;
+	int rc;
+
+	if ((rc = begin(reg, &txn)))
+		return rc;
+	if ((rc = mrfs_model_by_name(txn, model, &m))) {
+		refuse(err, "no model '%s'", model);
+		goto out;
+	}
+	if ((rc = mrfs_version_by_number(txn, m.id, n, &v))) {
+		refuse(err, "'%s' has no version %u", model, n);
+		goto out;
+	}
+	if ((rc = mrfs_aliases_walk(txn, m.id, NULL, alias_of_cb, &al)))
+		goto out;
+	if (*al.name) {
+		refuse(err, "alias '%s' of '%s' points at version %u: move it first", al.name,
+		       model, n);
+		rc = -EBUSY;
+		goto out;
+	}
+	t.txn = txn;
+	root.t = &t;
+	root.dir = v.id;
+	if ((rc = mrfs_dir_walk(txn, v.id, NULL, tree_entry_cb, &root)))
+		goto out;
+	for (size_t i = 0; i < t.n; i++) {
+		struct mrfs_node nd;
+		if ((rc = mrfs_node_lookup(txn, t.e[i].parent, t.e[i].name, &nd)) ||
+		    (rc = unlink_dirent(txn, t.e[i].parent, t.e[i].name)) ||
+		    (rc = drop_node(txn, &nd)))
+			goto out;
+	}
+	if ((rc = drop_version(txn, &v)))
+		goto out;
+	if ((rc = mrfs_versions_walk(txn, m.id, 0, latest_cb, &ls)))
+		goto out;
+	m.latest = ls.best;
+	m.nversions--;
+	m.mtime_ns = m.ctime_ns = mrfs_now_ns();
+	if ((rc = event_new(txn, "version.delete", m.name, &ev, &seq)))
+		goto out;
+	mrfs_doc_int(ev, "version", n);
+	mrfs_doc_int(ev, "files", (int64_t)v.nfiles);
+	mrfs_doc_int(ev, "size", (int64_t)v.size);
+	rc = event_commit(txn, ev, seq, who, &m);
+out:
+	free(t.e);
+	return end(txn, rc);
 }

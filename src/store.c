@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -611,7 +612,7 @@ static int pack_fd(struct mrfs_store *store, uint32_t id)
 		pack_name(name, sizeof(name), id);
 		fd = openat(store->packs_fd, name, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
-			fd = errno == ENOENT ? -EIO : -errno;
+			fd = -errno;
 		else
 			store->rfd[id] = fd;
 	}
@@ -653,6 +654,8 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 		free(p);
 		return rc;
 	}
+	/* held while this process may append: gc leaves locked packs alone */
+	flock(p->fd, LOCK_EX | LOCK_NB);
 	/* the new name must survive a crash along with the bytes */
 	if (fsync(store->packs_fd)) {
 		int rc = -errno;
@@ -1281,12 +1284,40 @@ static uint8_t *scratch(size_t len)
 	return s->buf;
 }
 
+/*
+ * The fd of the pack holding chunk @c. A pack that is gone was collected
+ * after @c was located: find where gc moved the chunk and update @c.
+ */
+static int chunk_fd(struct mrfs_store *store, struct mrfs_chunk *c)
+{
+	MDB_txn *txn;
+	MDB_val k = { MRFS_KEY_LEN, c->key }, v;
+	struct chunk_val cv;
+	int fd = pack_fd(store, c->pack);
+
+	if (fd != -ENOENT)
+		return fd;
+	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))
+		return -EIO;
+	if (mdb_get(txn, store->dbi[DB_CHUNKS], &k, &v) || v.mv_size != sizeof(cv)) {
+		mdb_txn_abort(txn);
+		return -EIO;
+	}
+	memcpy(&cv, v.mv_data, sizeof(cv));
+	mdb_txn_abort(txn);
+	if (cv.pack == c->pack || cv.len != c->len)
+		return -EIO;
+	c->pack = cv.pack;
+	c->pack_off = cv.off;
+	fd = pack_fd(store, c->pack);
+	return fd < 0 ? -EIO : fd;
+}
+
 /* Read chunk @c whole into @buf and check it against its key. */
-static int chunk_read_check(struct mrfs_store *store, const struct mrfs_chunk *c,
-			    uint8_t *buf)
+static int chunk_read_check(struct mrfs_store *store, struct mrfs_chunk *c, uint8_t *buf)
 {
 	uint8_t key[MRFS_KEY_LEN];
-	int fd = pack_fd(store, c->pack);
+	int fd = chunk_fd(store, c);
 	int rc;
 
 	if (fd < 0)
@@ -1301,7 +1332,7 @@ static int chunk_read_check(struct mrfs_store *store, const struct mrfs_chunk *c
 }
 
 /* Make sure chunk @c has been checked once; returns its pack's fd. */
-static int chunk_checked_fd(struct mrfs_store *store, const struct mrfs_chunk *c)
+static int chunk_checked_fd(struct mrfs_store *store, struct mrfs_chunk *c)
 {
 	if (!keyset_has(&store->verified, c->key)) {
 		uint8_t *buf = scratch(c->len);
@@ -1311,7 +1342,7 @@ static int chunk_checked_fd(struct mrfs_store *store, const struct mrfs_chunk *c
 		if ((rc = chunk_read_check(store, c, buf)))
 			return rc;
 	}
-	return pack_fd(store, c->pack);
+	return chunk_fd(store, c);
 }
 
 ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
@@ -1325,22 +1356,22 @@ ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
 	for (uint32_t i = mrfs_file_chunk_at(f, off); done < len; i++) {
-		const struct mrfs_chunk *c = &f->chunks[i];
-		uint64_t in = off + done - c->off;
-		size_t n = c->len - in;
+		struct mrfs_chunk c = f->chunks[i];
+		uint64_t in = off + done - c.off;
+		size_t n = c.len - in;
 		int rc;
 
 		if (n > len - done)
 			n = len - done;
-		if (!keyset_has(&store->verified, c->key) && in == 0 && n == c->len) {
+		if (!keyset_has(&store->verified, c.key) && in == 0 && n == c.len) {
 			/* the whole chunk: check it in place */
-			if ((rc = chunk_read_check(store, c, out + done)))
+			if ((rc = chunk_read_check(store, &c, out + done)))
 				return rc;
 		} else {
-			int fd = chunk_checked_fd(store, c);
+			int fd = chunk_checked_fd(store, &c);
 			if (fd < 0)
 				return fd;
-			if ((rc = pread_all(fd, out + done, n, c->pack_off + in)))
+			if ((rc = pread_all(fd, out + done, n, c.pack_off + in)))
 				return rc;
 		}
 		done += n;
@@ -1360,21 +1391,20 @@ int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f,
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
 	for (uint32_t i = mrfs_file_chunk_at(f, off); done < len && *n < max; i++) {
-		const struct mrfs_chunk *c = &f->chunks[i];
-		uint64_t in = off + done - c->off;
-		size_t k = c->len - in;
-		int fd = chunk_checked_fd(store, c);
+		struct mrfs_chunk c = f->chunks[i];
+		uint64_t in = off + done - c.off;
+		size_t k = c.len - in;
+		int fd = chunk_checked_fd(store, &c);
 		struct mrfs_segment *prev = *n ? &segs[*n - 1] : NULL;
 
 		if (fd < 0)
 			return fd;
 		if (k > len - done)
 			k = len - done;
-		if (prev && prev->fd == fd &&
-		    (uint64_t)prev->off + prev->len == c->pack_off + in) {
+		if (prev && prev->fd == fd && (uint64_t)prev->off + prev->len == c.pack_off + in) {
 			prev->len += k; /* contiguous in the pack: one segment */
 		} else {
-			segs[*n] = (struct mrfs_segment){ fd, (off_t)(c->pack_off + in), k };
+			segs[*n] = (struct mrfs_segment){ fd, (off_t)(c.pack_off + in), k };
 			(*n)++;
 		}
 		done += k;
@@ -1414,6 +1444,13 @@ static void report(mrfs_verify_fn fn, void *ctx, uint64_t file, const char *fmt,
 
 int mrfs_store_verify(struct mrfs_store *store, mrfs_verify_fn fn, void *ctx)
 {
+	return mrfs_store_verify_progress(store, fn, ctx, NULL, NULL);
+}
+
+int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void *ctx,
+			       mrfs_progress_fn progress, void *pctx)
+{
+	uint64_t done = 0, total = 0;
 	struct vchunk *all = NULL;
 	size_t n = 0, cap = 0;
 	uint8_t *buf = NULL;
@@ -1434,6 +1471,16 @@ int mrfs_store_verify(struct mrfs_store *store, mrfs_verify_fn fn, void *ctx)
 	/* every chunk's bytes against its key */
 	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur))))
 		goto out_abort;
+	if (progress) {
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			struct chunk_val cv;
+			if (v.mv_size == sizeof(cv)) {
+				memcpy(&cv, v.mv_data, sizeof(cv));
+				total += cv.len;
+			}
+		}
+	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct vchunk *c;
@@ -1463,6 +1510,10 @@ int mrfs_store_verify(struct mrfs_store *store, mrfs_verify_fn fn, void *ctx)
 		mc.len = c->cv.len;
 		mc.pack = c->cv.pack;
 		mc.pack_off = c->cv.off;
+		if (progress) {
+			done += mc.len;
+			progress(pctx, done, total);
+		}
 		if (mc.len > MRFS_CHUNK_MAX || chunk_read_check(store, &mc, buf)) {
 			mrfs_key_hex(c->key, hex);
 			report(fn, ctx, 0,
@@ -1741,4 +1792,305 @@ int mrfs_kv_next_id(struct mrfs_txn *txn, const char *name, uint64_t *id)
 		return rc;
 	*id = cur;
 	return 0;
+}
+
+/* ---- garbage collection ------------------------------------------------- */
+
+struct gc_pack {
+	uint32_t id;
+	uint64_t size, live;
+};
+
+static int gc_pack_cmp(const void *a, const void *b)
+{
+	const struct gc_pack *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Drop every unreferenced chunk from the index, in one transaction. */
+static int gc_drop_dead(struct mrfs_store *store, uint64_t *dropped)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, 0, &txn))))
+		return rc;
+	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur)))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct chunk_val cv;
+		if (v.mv_size != sizeof(cv))
+			continue;
+		memcpy(&cv, v.mv_data, sizeof(cv));
+		if (cv.refs)
+			continue;
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+		(*dropped)++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return mdb_err(rc);
+	}
+	return mdb_err(mdb_txn_commit(txn));
+}
+
+/* Live bytes per pack file, from the index and packs/. */
+static int gc_survey(struct mrfs_store *store, struct gc_pack **out, size_t *n)
+{
+	struct gc_pack *packs = NULL;
+	size_t cnt = 0, cap = 0;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int fd = dup(store->packs_fd), rc;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -EIO;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		unsigned id;
+		char tail;
+		struct stat st;
+
+		if (sscanf(de->d_name, "%u.pac%c", &id, &tail) != 2 || tail != 'k' ||
+		    fstatat(store->packs_fd, de->d_name, &st, 0))
+			continue;
+		if (cnt == cap) {
+			struct gc_pack *a = realloc(packs, (cap = cap ? 2 * cap : 64) * sizeof(*a));
+			if (!a) {
+				closedir(d);
+				free(packs);
+				return -ENOMEM;
+			}
+			packs = a;
+		}
+		packs[cnt++] = (struct gc_pack){ id, (uint64_t)st.st_size, 0 };
+	}
+	closedir(d);
+	qsort(packs, cnt, sizeof(*packs), gc_pack_cmp);
+	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
+		goto out_free;
+	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur)))) {
+		mdb_txn_abort(txn);
+		goto out_free;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct chunk_val cv;
+		struct gc_pack key, *p;
+		if (v.mv_size != sizeof(cv))
+			continue;
+		memcpy(&cv, v.mv_data, sizeof(cv));
+		key.id = cv.pack;
+		p = bsearch(&key, packs, cnt, sizeof(*packs), gc_pack_cmp);
+		if (p)
+			p->live += cv.len;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	*out = packs;
+	*n = cnt;
+	return 0;
+out_free:
+	free(packs);
+	return rc;
+}
+
+/* The chunks still in pack @id: their keys, in pack order. */
+struct gc_chunk {
+	uint8_t key[MRFS_KEY_LEN];
+	struct chunk_val cv;
+};
+
+static int gc_chunk_cmp(const void *a, const void *b)
+{
+	const struct gc_chunk *x = a, *y = b;
+
+	return x->cv.off < y->cv.off ? -1 : x->cv.off > y->cv.off;
+}
+
+static int gc_chunks_of(struct mrfs_store *store, uint32_t id, struct gc_chunk **out, size_t *n)
+{
+	struct gc_chunk *a = NULL;
+	size_t cnt = 0, cap = 0;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
+		return rc;
+	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur)))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct chunk_val cv;
+		if (v.mv_size != sizeof(cv) || k.mv_size != MRFS_KEY_LEN)
+			continue;
+		memcpy(&cv, v.mv_data, sizeof(cv));
+		if (cv.pack != id)
+			continue;
+		if (cnt == cap) {
+			struct gc_chunk *b = realloc(a, (cap = cap ? 2 * cap : 256) * sizeof(*b));
+			if (!b) {
+				rc = ENOMEM;
+				break;
+			}
+			a = b;
+		}
+		memcpy(a[cnt].key, k.mv_data, MRFS_KEY_LEN);
+		a[cnt++].cv = cv;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND) {
+		free(a);
+		return mdb_err(rc);
+	}
+	qsort(a, cnt, sizeof(*a), gc_chunk_cmp);
+	*out = a;
+	*n = cnt;
+	return 0;
+}
+
+/*
+ * Copy the live chunks of pack @p (locked by us) into a fresh pack, checking
+ * each, then move their index entries in one transaction. Entries that
+ * changed meanwhile (none should: packs are only appended by their locker)
+ * are left alone.
+ */
+static int gc_rewrite(struct mrfs_store *store, const struct gc_pack *p, uint8_t *buf,
+		      mrfs_progress_fn fn, void *ctx, uint64_t *done, uint64_t total)
+{
+	struct gc_chunk *cs = NULL;
+	struct wpack *dst = NULL;
+	size_t n = 0;
+	MDB_txn *txn;
+	int rc = gc_chunks_of(store, p->id, &cs, &n);
+
+	if (rc)
+		return rc;
+	if (n && (rc = pack_take(store, &dst)))
+		goto out_free;
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct mrfs_chunk c = { .len = cs[i].cv.len, .pack = p->id, .pack_off = cs[i].cv.off };
+		memcpy(c.key, cs[i].key, MRFS_KEY_LEN);
+		if (c.len > MRFS_CHUNK_MAX || (rc = chunk_read_check(store, &c, buf))) {
+			rc = -EIO; /* a damaged chunk stays where verify finds it */
+			break;
+		}
+		if ((rc = pwrite_all(dst->fd, buf, c.len, dst->size)))
+			break;
+		cs[i].cv.pack = dst->id;
+		cs[i].cv.off = dst->size;
+		dst->size += c.len;
+		*done += c.len;
+		if (fn)
+			fn(ctx, *done, total);
+	}
+	if (!rc && dst && fdatasync(dst->fd))
+		rc = -errno;
+	if (rc)
+		goto out_give;
+	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, 0, &txn))))
+		goto out_give;
+	for (size_t i = 0; i < n && !rc; i++) {
+		MDB_val k = { MRFS_KEY_LEN, cs[i].key }, v;
+		struct chunk_val cur;
+		if (mdb_get(txn, store->dbi[DB_CHUNKS], &k, &v) || v.mv_size != sizeof(cur))
+			continue;
+		memcpy(&cur, v.mv_data, sizeof(cur));
+		if (cur.pack != p->id)
+			continue;
+		cs[i].cv.refs = cur.refs;
+		v.mv_data = &cs[i].cv;
+		v.mv_size = sizeof(cs[i].cv);
+		rc = mdb_err(mdb_put(txn, store->dbi[DB_CHUNKS], &k, &v, 0));
+	}
+	if (rc)
+		mdb_txn_abort(txn);
+	else
+		rc = mdb_err(mdb_txn_commit(txn));
+out_give:
+	if (dst)
+		pack_give(store, dst);
+out_free:
+	free(cs);
+	return rc;
+}
+
+int mrfs_store_gc(struct mrfs_store *store, mrfs_progress_fn fn, void *ctx,
+		  struct mrfs_gc_stats *st)
+{
+	struct gc_pack *packs = NULL;
+	size_t n = 0;
+	uint64_t done = 0, total = 0;
+	uint8_t *buf;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	if (store->read_only)
+		return -EROFS;
+	if ((rc = gc_drop_dead(store, &st->chunks_dropped)) || (rc = gc_survey(store, &packs, &n)))
+		return rc;
+	buf = malloc(MRFS_CHUNK_MAX);
+	if (!buf) {
+		free(packs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		st->bytes_before += packs[i].size;
+		if (packs[i].live * 2 <= packs[i].size)
+			total += packs[i].live;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct gc_pack *p = &packs[i];
+		char name[32];
+		int fd;
+
+		if (p->live * 2 > p->size)
+			continue;
+		pack_name(name, sizeof(name), p->id);
+		fd = openat(store->packs_fd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		/* a pack some process may still append to is not ours to move */
+		if (flock(fd, LOCK_EX | LOCK_NB)) {
+			close(fd);
+			continue;
+		}
+		if (p->live) {
+			rc = gc_rewrite(store, p, buf, fn, ctx, &done, total);
+			st->packs_rewritten += !rc;
+		}
+		if (!rc && !unlinkat(store->packs_fd, name, 0))
+			st->packs_removed++;
+		close(fd);
+	}
+	free(buf);
+	free(packs);
+	if (!rc)
+		fsync(store->packs_fd);
+	if (!rc) {
+		uint64_t count = 0;
+		pthread_mutex_lock(&store->lock);
+		rc = scan_packs(store, &count, &st->bytes_after);
+		pthread_mutex_unlock(&store->lock);
+	}
+	return rc;
 }

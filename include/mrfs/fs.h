@@ -14,6 +14,7 @@ struct mrfs_mount_opts {
 	const char *fuse_opts;	/* comma-separated -o options, or NULL */
 	bool foreground;	/* else daemonize once the mount is ready */
 	bool debug;		/* libfuse's debug output */
+	const char *admin_group; /* may change protected aliases and policy */
 };
 
 /*

@@ -44,6 +44,7 @@ struct mrfs_caller {
 	pid_t pid;
 	char comm[32];
 	char user[MRFS_USER_MAX];
+	bool admin; /* a member of the mount's --admin-group */
 };
 
 /* Why a change was refused: one line for the log. */
@@ -173,6 +174,21 @@ int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd,
 int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *len);
 int mrfs_model_record(struct mrfs_txn *txn, uint64_t model, char **out, size_t *len);
 
+/*
+ * Replace the user members of a record with those of the JSON document
+ * @text (@len bytes): what `cp t versions/4.json` asks. The document must
+ * be one JSON object; managed members may be left out or repeated
+ * unchanged. Every changed key is listed in a metadata.update event;
+ * a changed `policy` (models only, checked for shape) is a policy.update
+ * event and needs the model's owner, root or the admin group (-EACCES).
+ * Nothing changes when the document equals the record. Errors: -EINVAL
+ * (with why), -EACCES, -ENOENT, -ENOSPC.
+ */
+int mrfs_version_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
+			uint64_t vid, const char *text, size_t len, struct mrfs_err *err);
+int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
+		      uint64_t model, const char *text, size_t len, struct mrfs_err *err);
+
 /* ---- changes (each one transaction with its history event) ----------- */
 
 int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
@@ -193,6 +209,16 @@ int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who
 /* Delete draft @vid (empty of files), or any version when @force (CLI). */
 int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
 			uint64_t vid, struct mrfs_err *err);
+/*
+ * Delete version @n of @model whatever its state (the CLI's `delete`):
+ * its files' references are dropped (gc reclaims the bytes), `latest` moves
+ * back if it pointed there, and a version.delete event is logged. Refused
+ * with -EBUSY while an alias points at it; -ENOENT when there is no such
+ * version.
+ */
+int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who,
+			const char *model, uint32_t n, struct mrfs_err *err);
+
 /* Seal draft @vid. -EBUSY when @busy says a file of it is open for
  * writing (@busy may be NULL). Sealing a sealed version is a no-op. */
 typedef bool (*mrfs_busy_fn)(void *ctx, uint64_t vid);

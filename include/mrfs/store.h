@@ -57,6 +57,9 @@ struct mrfs_store;
 struct mrfs_txn;
 struct mrfs_writer;
 
+/* Progress of long work: @done of @total units (bytes). */
+typedef void (*mrfs_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
 /* One chunk of a file, as the readers see it. */
 struct mrfs_chunk {
 	uint8_t key[MRFS_KEY_LEN];
@@ -245,6 +248,27 @@ typedef void (*mrfs_verify_fn)(void *ctx, uint64_t file, const char *what);
  * the check itself could not run.
  */
 int mrfs_store_verify(struct mrfs_store *store, mrfs_verify_fn fn, void *ctx);
+
+/* The same, calling @progress as chunks are checked (bytes). */
+int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void *ctx,
+			       mrfs_progress_fn progress, void *pctx);
+
+struct mrfs_gc_stats {
+	uint64_t chunks_dropped; /* unreferenced chunks removed from the index */
+	uint64_t packs_rewritten;
+	uint64_t packs_removed;
+	uint64_t bytes_before, bytes_after; /* of all pack files */
+};
+
+/*
+ * Collect garbage: drop unreferenced chunks from the index, copy the live
+ * chunks of every pack that is at most half live into a new pack,
+ * and unlink packs with nothing live left. Safe while a daemon serves the
+ * store (open readers keep their pack fds; the index moves in one
+ * transaction). @fn may be NULL. Errors: -ENOSPC, -EIO.
+ */
+int mrfs_store_gc(struct mrfs_store *store, mrfs_progress_fn fn, void *ctx,
+		  struct mrfs_gc_stats *st);
 
 /* Fill @st. Errors: -EIO. */
 int mrfs_store_stats(struct mrfs_store *store, struct mrfs_store_stats *st);

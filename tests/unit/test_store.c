@@ -2165,6 +2165,84 @@ out:
 	free(buf);
 }
 
+/*
+ * Garbage collection: after the only file of a pack is dropped and a second
+ * file shares nothing with it, gc removes the dead chunks and the pack; a
+ * pack half live is rewritten and its file still reads back, from a record
+ * located before gc too (the old pack is gone: reads find the new place).
+ */
+static void test_gc(void)
+{
+	const size_t len = 6 * MiB;
+	struct mrfs_store_stats s0, s1, s2;
+	struct mrfs_gc_stats gs;
+	struct mrfs_file *old = NULL, *f = NULL;
+	struct unit_rng rng;
+	uint64_t a, b, c;
+	struct tstore t;
+	uint8_t *ba = malloc(len), *bb = malloc(len), *bc = malloc(len);
+
+	unit_rng_init(&rng, 1200);
+	if (!CHECK(ba && bb && bc))
+		goto out_free;
+	unit_fill(21, 0, ba, len);
+	unit_fill(22, 0, bb, len);
+	unit_fill(23, 0, bc, len);
+	if (!tstore_new(&t, NULL))
+		goto out;
+	/* a and b in the first pack, c in a pack of its own later */
+	if (store_uneven(t.st, ba, len, &a) || store_uneven(t.st, bb, len, &b))
+		goto out;
+	old = get_file(t.st, b);
+	if (!tstore_reopen(&t, NULL) || store_uneven(t.st, bc, len, &c))
+		goto out;
+	if (!get_stats(t.st, &s0))
+		goto out;
+	CHECK_EQ(s0.packs, 2);
+
+	/* nothing dead yet: gc keeps everything */
+	if (CHECK_RC(mrfs_store_gc(t.st, NULL, NULL, &gs), 0)) {
+		CHECK_EQ(gs.chunks_dropped, 0);
+		CHECK_EQ(gs.packs_removed, 0);
+		CHECK_EQ(gs.bytes_after, gs.bytes_before);
+	}
+	/* drop a: the first pack is under half live and gets rewritten */
+	CHECK_RC(file_op_commit(t.st, mrfs_store_file_unref, a), 0);
+	if (!get_stats(t.st, &s1))
+		goto out;
+	CHECK(s1.dead_chunks > 0);
+	if (CHECK_RC(mrfs_store_gc(t.st, NULL, NULL, &gs), 0)) {
+		CHECK_EQ(gs.chunks_dropped, s1.dead_chunks);
+		CHECK_EQ(gs.packs_rewritten, 1);
+		CHECK_EQ(gs.packs_removed, 1);
+		CHECK(gs.bytes_after + len / 2 < gs.bytes_before);
+	}
+	if (get_stats(t.st, &s2)) {
+		CHECK_EQ(s2.dead_chunks, 0);
+		CHECK_EQ(s2.files, 2);
+		CHECK_EQ(s2.stored_bytes, 2 * len);
+		CHECK(s2.pack_bytes < s0.pack_bytes);
+	}
+	verify_clean(t.st);
+	f = get_file(t.st, b);
+	if (f && check_layout(t.st, f, bb, len))
+		check_reads(t.st, f, bb, &rng);
+	/* a record located before gc still reads: the chunks are found anew */
+	if (old)
+		check_reads(t.st, old, bb, &rng);
+	f = (mrfs_file_free(f), get_file(t.st, c));
+	if (f)
+		check_reads(t.st, f, bc, &rng);
+out:
+	tstore_free(&t);
+out_free:
+	mrfs_file_free(old);
+	mrfs_file_free(f);
+	free(ba);
+	free(bb);
+	free(bc);
+}
+
 int main(void)
 {
 	unit_init();
@@ -2179,6 +2257,7 @@ int main(void)
 	UNIT_RUN(test_threads, "readers and a writer");
 	UNIT_RUN(test_kv, "key/value layer");
 	UNIT_RUN(test_aborted, "aborted writes");
+	UNIT_RUN(test_gc, "garbage collection");
 	UNIT_RUN(test_kv_null, "key/value layer, NULL prefix");
 	return unit_done("test_store");
 }
