@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "mrfs/fs.h"
+#include "mrfs/record.h"
 #include "mrfs/registry.h"
 
 #define KIND_SHIFT 56
@@ -51,9 +52,20 @@ enum kind {
 	K_ALIAS = 6,	  /* /models/<m>/<alias>, by alias id */
 	K_NODE = 7,	  /* a directory, file or symlink of a version */
 	K_VJSON = 8,	  /* /models/<m>/versions/<n>.json, by version id */
+	K_SALIAS = 9,	  /* /serving/<alias>, by alias name id */
+	K_SMODEL = 10,	  /* /serving/<alias>/<m>, by alias id */
+	K_SNODE = 11,	  /* a directory of a version seen through /serving */
+	K_AT = 12,	  /* /models/<m>/@<time>[/<alias>], by entry of fs->at */
 };
 
-enum { INO_ROOT = 1, INO_MODELS = 2, INO_HISTORY = 3 };
+enum { INO_ROOT = 1, INO_MODELS = 2, INO_HISTORY = 3, INO_SERVING = 4 };
+
+/* A time-travel inode: @<time> of a model (name empty) or an alias in it. */
+struct at_entry {
+	uint64_t model;
+	int64_t time_ns;
+	char name[MRFS_NAME_MAX + 1];
+};
 
 enum wstate { W_CLEAN, W_STREAM, W_TMP };
 
@@ -88,7 +100,8 @@ struct handle {
 	char *buf;		/* H_BUF */
 	size_t len, cap;
 	fuse_ino_t ino;		/* H_BUF: the record it renders */
-	bool dirty;		/* H_BUF: written, not yet applied */
+	bool dirty;		/* H_BUF: changed, not yet applied */
+	bool written;		/* H_BUF: written to since it was opened */
 	struct dent *dents;	/* H_DIR */
 	size_t ndents;
 	struct wnode *wn;	/* H_NODE */
@@ -103,6 +116,9 @@ struct mrfs_fs {
 	int tmp_fd;
 	pthread_mutex_t wlock;
 	struct wnode *wnodes;
+	pthread_mutex_t at_lock; /* guards at, nat */
+	struct at_entry *at;
+	size_t nat, capat;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -230,7 +246,9 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 	}
 	switch (kind_of(ino)) {
 	case K_FIXED:
-		prepend(buf, &pos, ino == INO_MODELS ? "models" : ino == INO_HISTORY ? "history" : "");
+		prepend(buf, &pos, ino == INO_MODELS    ? "models" :
+				   ino == INO_HISTORY   ? "history" :
+				   ino == INO_SERVING   ? "serving" : "");
 		break;
 	case K_NODE:
 		while (!mrfs_node_get(txn, id, &nd) && nd.parent) {
@@ -292,6 +310,24 @@ static void fail(fuse_req_t req, int rc, const char *op, fuse_ino_t ino,
 			why && *why ? why : strerror(-rc), strerrorname_np(-rc));
 	}
 	fuse_reply_err(req, -rc);
+}
+
+/* Whether @ino is in a view nothing can change: /serving, @<time>. */
+static bool read_only_view(fuse_ino_t ino)
+{
+	unsigned k = kind_of(ino);
+
+	return ino == INO_SERVING || k == K_SALIAS || k == K_SMODEL || k == K_SNODE || k == K_AT;
+}
+
+/* Refuse a change in a read-only view: true when @req was answered. */
+static bool refuse_view(fuse_req_t req, const char *op, fuse_ino_t ino, const char *name)
+{
+	if (!read_only_view(ino))
+		return false;
+	fail(req, -EROFS, op, ino, name,
+	     kind_of(ino) == K_AT ? "the past cannot change" : "the serving view is read-only");
+	return true;
 }
 
 /* ---- the write table ----------------------------------------------------- */
@@ -617,6 +653,122 @@ static int wnode_commit(struct mrfs_fs *fs, struct wnode *w, struct mrfs_err *er
 	return 0;
 }
 
+/* ---- the serving view and time travel ------------------------------------------ */
+
+
+
+/* The time-travel entry for (@model, @time_ns, @name): its inode number.
+ * Entries are few (one per name looked up) and kept for the mount's life. */
+static int at_ino(struct mrfs_fs *fs, uint64_t model, int64_t time_ns, const char *name,
+		  fuse_ino_t *ino)
+{
+	size_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->at_lock);
+	for (i = 0; i < fs->nat; i++)
+		if (fs->at[i].model == model && fs->at[i].time_ns == time_ns &&
+		    !strcmp(fs->at[i].name, name))
+			break;
+	if (i == fs->nat) {
+		if (fs->nat == fs->capat) {
+			size_t ncap = fs->capat ? fs->capat * 2 : 16;
+			struct at_entry *a = realloc(fs->at, ncap * sizeof(*a));
+			if (!a) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			fs->at = a;
+			fs->capat = ncap;
+		}
+		fs->at[i].model = model;
+		fs->at[i].time_ns = time_ns;
+		snprintf(fs->at[i].name, sizeof(fs->at[i].name), "%s", name);
+		fs->nat++;
+	}
+	*ino = INO(K_AT, i + 1);
+out:
+	pthread_mutex_unlock(&fs->at_lock);
+	return rc;
+}
+
+static int at_get(struct mrfs_fs *fs, fuse_ino_t ino, struct at_entry *e)
+{
+	uint64_t i = id_of(ino);
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&fs->at_lock);
+	if (i >= 1 && i <= fs->nat) {
+		*e = fs->at[i - 1];
+		rc = 0;
+	}
+	pthread_mutex_unlock(&fs->at_lock);
+	return rc;
+}
+
+struct find_alias {
+	const char *name;
+	struct mrfs_alias found;
+	bool ok;
+};
+
+static int find_alias_cb(void *ctx, const struct mrfs_alias *a)
+{
+	struct find_alias *f = ctx;
+
+	if (strcmp(a->name, f->name))
+		return 0;
+	f->found = *a;
+	f->ok = true;
+	return 1;
+}
+
+/* What alias @name of @model pointed at at @time_ns. -ENOENT: nothing. */
+static int alias_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns, const char *name,
+		    uint32_t *n)
+{
+	struct find_alias f = { .name = name };
+	int rc = mrfs_aliases_at(txn, model, time_ns, find_alias_cb, &f);
+
+	if (rc)
+		return rc;
+	if (!f.ok)
+		return -ENOENT;
+	*n = f.found.version;
+	return 0;
+}
+
+struct has_alias {
+	const char *name;
+	bool found;
+};
+
+static int has_alias_cb(void *ctx, uint64_t model, const struct mrfs_alias *a)
+{
+	struct has_alias *h = ctx;
+
+	(void)model;
+	if (strcmp(a->name, h->name))
+		return 0;
+	h->found = true;
+	return 1;
+}
+
+/* The newest time an alias moved to version @n of @model (0: none). */
+struct newest_move {
+	uint32_t n;
+	int64_t time_ns;
+};
+
+static int newest_move_cb(void *ctx, const struct mrfs_alias *a)
+{
+	struct newest_move *m = ctx;
+
+	if (a->version == m->n && a->time_ns > m->time_ns)
+		m->time_ns = a->time_ns;
+	return 0;
+}
+
 /* ---- attributes -------------------------------------------------------------- */
 
 /* When this mount started: the time of the directories mrfs makes up. */
@@ -689,10 +841,44 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 			st->st_mode = S_IFREG | 0444;
 			st->st_nlink = 1;
 			st->st_size = (off_t)mrfs_history_size(txn, 0);
+		} else if (ino == INO_SERVING) {
+			fixed_dir(st, ino, 0555);
 		} else {
 			return -ENOENT;
 		}
 		return 0;
+	case K_SALIAS: {
+		char name[MRFS_NAME_MAX + 1];
+		if ((rc = mrfs_alias_name_by_id(txn, id, name)))
+			return rc;
+		fixed_dir(st, ino, 0555);
+		return 0;
+	}
+	case K_SMODEL:
+		if ((rc = mrfs_alias_by_id(txn, id, &model, &a)))
+			return rc;
+		fixed_dir(st, ino, 0555);
+		/* pollers see the alias move as a change of this directory */
+		st->st_mtim = st->st_ctim = ts_of(a.time_ns);
+		return 0;
+	case K_AT: {
+		struct at_entry e;
+		uint32_t n;
+		if ((rc = at_get(fs, ino, &e)) || (rc = mrfs_model_get(txn, e.model, &m)))
+			return rc;
+		if (!*e.name) {
+			fixed_dir(st, ino, 0555);
+			st->st_uid = m.uid;
+			st->st_gid = m.gid;
+			st->st_mtim = st->st_ctim = ts_of(e.time_ns);
+			return 0;
+		}
+		if ((rc = alias_at(txn, e.model, e.time_ns, e.name, &n)))
+			return rc;
+		symlink_attr(st, ino, &m, n, e.time_ns);
+		st->st_size += 3; /* "../" */
+		return 0;
+	}
 	case K_MODEL:
 	case K_VERSIONS:
 	case K_MHIST:
@@ -743,9 +929,12 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		st->st_mtim = st->st_ctim = st->st_atim =
 			ts_of(v.sealed.time_ns ? v.sealed.time_ns : v.created.time_ns);
 		return record_size(txn, ino, &st->st_size);
+	case K_SNODE:
 	case K_NODE:
 		if ((rc = mrfs_node_get(txn, id, &nd)) || (rc = mrfs_version_get(txn, nd.version, &v)))
 			return rc;
+		if (kind_of(ino) == K_SNODE && (!S_ISDIR(nd.mode) || v.state != MRFS_SEALED))
+			return -ENOENT;
 		st->st_ino = ino;
 		st->st_mode = nd.mode;
 		st->st_nlink = nd.nlink;
@@ -755,8 +944,20 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		st->st_atim = ts_of(nd.atime_ns);
 		st->st_mtim = ts_of(nd.mtime_ns);
 		st->st_ctim = ts_of(nd.ctime_ns);
-		if (v.state == MRFS_SEALED) {
-			/* immutable: the kernel may keep it (modes stay as logged) */
+		if (kind_of(ino) == K_SNODE) {
+			st->st_mode &= ~(mode_t)0222;
+			if (id == v.id) {
+				/* a version appears in /serving when an alias moves to it */
+				struct newest_move mv = { v.n, 0 };
+				mrfs_aliases_walk(txn, v.model, NULL, newest_move_cb, &mv);
+				if (mv.time_ns > nd.mtime_ns)
+					st->st_mtim = st->st_ctim = ts_of(mv.time_ns);
+			} else {
+				*timeout = SEALED_TIMEOUT;
+			}
+		} else if (v.state == MRFS_SEALED && id != v.id) {
+			/* immutable: the kernel may keep it (modes stay as logged); a
+			 * version's own directory goes when the version is deleted */
 			*timeout = SEALED_TIMEOUT;
 		} else if (S_ISREG(nd.mode)) {
 			struct wnode *w;
@@ -793,8 +994,8 @@ static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn
 }
 
 /* Look up @name in @parent: its inode number. */
-static int lookup_ino(struct mrfs_txn *txn, fuse_ino_t parent, const char *name,
-		      fuse_ino_t *ino)
+static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t parent,
+		      const char *name, fuse_ino_t *ino)
 {
 	struct mrfs_model m;
 	struct mrfs_version v;
@@ -811,7 +1012,18 @@ static int lookup_ino(struct mrfs_txn *txn, fuse_ino_t parent, const char *name,
 			*ino = INO_MODELS;
 		else if (parent == INO_ROOT && !strcmp(name, "history"))
 			*ino = INO_HISTORY;
-		else if (parent != INO_MODELS)
+		else if (parent == INO_ROOT && !strcmp(name, "serving"))
+			*ino = INO_SERVING;
+		else if (parent == INO_SERVING) {
+			struct has_alias h = { name, false };
+			uint64_t nid;
+			if ((rc = mrfs_alias_name_id(txn, name, &nid)) ||
+			    (rc = mrfs_aliases_all(txn, has_alias_cb, &h)))
+				return rc;
+			if (!h.found)
+				return -ENOENT;
+			*ino = INO(K_SALIAS, nid);
+		} else if (parent != INO_MODELS)
 			return -ENOENT;
 		else if (len > 5 && len <= MRFS_NAME_MAX + 5 && !strcmp(name + len - 5, ".json")) {
 			memcpy(buf, name, len - 5);
@@ -836,6 +1048,11 @@ static int lookup_ino(struct mrfs_txn *txn, fuse_ino_t parent, const char *name,
 			if (!m.latest)
 				return -ENOENT;
 			*ino = INO(K_LATEST, m.id);
+		} else if (name[0] == '@') {
+			int64_t t;
+			if (mrfs_time_parse(name + 1, &t))
+				return -ENOENT;
+			return at_ino(fs, m.id, t, "", ino);
 		} else {
 			if ((rc = mrfs_alias_get(txn, m.id, name, &a)))
 				return rc;
@@ -857,10 +1074,48 @@ static int lookup_ino(struct mrfs_txn *txn, fuse_ino_t parent, const char *name,
 		return 0;
 	}
 	case K_NODE:
+	case K_SNODE:
 		if ((rc = mrfs_node_lookup(txn, id_of(parent), name, &nd)))
 			return rc;
-		*ino = INO(K_NODE, nd.id);
+		*ino = INO(kind_of(parent) == K_SNODE && S_ISDIR(nd.mode) ? K_SNODE : K_NODE, nd.id);
 		return 0;
+	case K_SALIAS: {
+		char alias[MRFS_NAME_MAX + 1];
+		if ((rc = mrfs_alias_name_by_id(txn, id_of(parent), alias)) ||
+		    (rc = mrfs_model_by_name(txn, name, &m)) ||
+		    (rc = mrfs_alias_get(txn, m.id, alias, &a)))
+			return rc;
+		*ino = INO(K_SMODEL, a.id);
+		return 0;
+	}
+	case K_SMODEL: {
+		uint64_t model;
+		if ((rc = mrfs_alias_by_id(txn, id_of(parent), &model, &a)) ||
+		    (rc = mrfs_version_by_number(txn, model, a.version, &v)))
+			return rc;
+		if (!strcmp(name, "config.pbtxt")) {
+			if ((rc = mrfs_node_lookup(txn, v.id, name, &nd)))
+				return rc;
+			if (!S_ISREG(nd.mode))
+				return -ENOENT;
+			*ino = INO(K_NODE, nd.id);
+			return 0;
+		}
+		if (!mrfs_version_parse(name, &n) || n != a.version)
+			return -ENOENT;
+		*ino = INO(K_SNODE, v.id);
+		return 0;
+	}
+	case K_AT: {
+		struct at_entry e;
+		if ((rc = at_get(fs, parent, &e)))
+			return rc;
+		if (*e.name)
+			return -ENOTDIR;
+		if ((rc = alias_at(txn, e.model, e.time_ns, name, &n)))
+			return rc;
+		return at_ino(fs, e.model, e.time_ns, name, ino);
+	}
 	}
 	return -ENOTDIR;
 }
@@ -890,7 +1145,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = lookup_ino(txn, parent, name, &ino);
+	rc = lookup_ino(fs, txn, parent, name, &ino);
 	if (rc == -ENOENT) {
 		/* a negative entry: cached never, names come and go */
 		struct fuse_entry_param e;
@@ -963,6 +1218,18 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	case K_NODE:
 		rc = mrfs_node_readlink(txn, id_of(ino), target, sizeof(target));
 		break;
+	case K_AT: {
+		struct at_entry e;
+		uint32_t n;
+		rc = at_get(fs, ino, &e);
+		if (!rc && !*e.name)
+			rc = -EINVAL;
+		if (!rc)
+			rc = alias_at(txn, e.model, e.time_ns, e.name, &n);
+		if (!rc)
+			snprintf(target, sizeof(target), "../versions/%u", n);
+		break;
+	}
 	default:
 		rc = -EINVAL;
 	}
@@ -1023,6 +1290,9 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct mrfs_node nd;
 	int rc;
 
+	if (refuse_view(req, "mkdir", parent, name))
+		return;
+
 	who_of(req, &who);
 	switch (kind_of(parent)) {
 	case K_FIXED:
@@ -1068,6 +1338,9 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	struct mrfs_node nd;
 	int rc;
 
+	if (refuse_view(req, "symlink", parent, name))
+		return;
+
 	who_of(req, &who);
 	switch (kind_of(parent)) {
 	case K_MODEL:
@@ -1101,6 +1374,9 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct mrfs_version v;
 	struct mrfs_node nd;
 	int rc;
+
+	if (refuse_view(req, "mknod", parent, name))
+		return;
 
 	(void)rdev;
 	who_of(req, &who);
@@ -1137,6 +1413,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mrfs_err err = { "" };
 	int rc;
 
+	if (refuse_view(req, "unlink", parent, name))
+		return;
+
 	who_of(req, &who);
 	switch (kind_of(parent)) {
 	case K_MODEL:
@@ -1169,6 +1448,9 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mrfs_version v;
 	uint32_t n;
 	int rc;
+
+	if (refuse_view(req, "rmdir", parent, name))
+		return;
 
 	who_of(req, &who);
 	switch (kind_of(parent)) {
@@ -1215,6 +1497,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct mrfs_err err = { "" };
 	unsigned k = kind_of(parent);
 	int rc;
+
+	if (refuse_view(req, "rename", parent, name) || refuse_view(req, "rename", newparent, newname))
+		return;
 
 	who_of(req, &who);
 	if (flags & ~(unsigned)RENAME_NOREPLACE) {
@@ -1348,6 +1633,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	struct mrfs_fs *fs = fs_of(req);
 	int rc;
+
+	if (refuse_view(req, "setattr", ino, NULL))
+		return;
 
 	switch (kind_of(ino)) {
 	case K_NODE:
@@ -1635,6 +1923,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	double timeout;
 	int rc;
 
+	if (refuse_view(req, "create", parent, name))
+		return;
+
 	who_of(req, &who);
 	if (kind_of(parent) != K_NODE) {
 		fail(req, -EPERM, "create", parent, name,
@@ -1752,7 +2043,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		memcpy(h->buf + off, buf, size);
 		if (end > h->len)
 			h->len = end;
-		h->dirty = true;
+		h->dirty = h->written = true;
 		fuse_reply_write(req, size);
 		return;
 	}
@@ -1809,7 +2100,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	if (h->type == H_BUF) {
-		rc = apply_record(req, h);
+		/* a shell's `> f` closes a dup before it writes: wait for the data */
+		if (h->written)
+			rc = apply_record(req, h);
 	} else if (h->type == H_NODE && h->writer) {
 		rc = commit_handle(req, ino, h);
 		pthread_mutex_lock(&fs->wlock);
@@ -1918,8 +2211,81 @@ static int list_node_cb(void *ctx, const char *name, uint64_t id)
 	return rc ? rc : list_add(ln->l, name, INO(K_NODE, id), nd.mode & S_IFMT);
 }
 
-static int list_dir(struct mrfs_txn *txn, fuse_ino_t ino, struct listing *l)
+/* In /serving, a version's directories are its own inodes; files are shared. */
+static int list_snode_cb(void *ctx, const char *name, uint64_t id)
 {
+	struct list_nodes *ln = ctx;
+	struct mrfs_node nd;
+	int rc = mrfs_node_get(ln->txn, id, &nd);
+
+	if (rc)
+		return rc;
+	return list_add(ln->l, name, INO(S_ISDIR(nd.mode) ? K_SNODE : K_NODE, id),
+			nd.mode & S_IFMT);
+}
+
+struct list_serving {
+	struct listing *l;
+	struct mrfs_txn *txn;
+	const char *alias; /* NULL: list alias names */
+	char (*seen)[MRFS_NAME_MAX + 1];
+	size_t nseen;
+};
+
+static int list_serving_cb(void *ctx, uint64_t model, const struct mrfs_alias *a)
+{
+	struct list_serving *ls = ctx;
+	struct mrfs_model m;
+	uint64_t nid;
+	int rc;
+
+	if (ls->alias) {
+		if (strcmp(a->name, ls->alias))
+			return 0;
+		if ((rc = mrfs_model_get(ls->txn, model, &m)))
+			return rc;
+		return list_add(ls->l, m.name, INO(K_SMODEL, a->id), S_IFDIR);
+	}
+	for (size_t i = 0; i < ls->nseen; i++)
+		if (!strcmp(ls->seen[i], a->name))
+			return 0;
+	if ((rc = mrfs_alias_name_id(ls->txn, a->name, &nid)))
+		return rc;
+	if (!(ls->nseen & (ls->nseen + 1))) {
+		/* grow at powers of two */
+		void *n = realloc(ls->seen, (2 * ls->nseen + 2) * sizeof(*ls->seen));
+		if (!n)
+			return -ENOMEM;
+		ls->seen = n;
+	}
+	snprintf(ls->seen[ls->nseen++], MRFS_NAME_MAX + 1, "%s", a->name);
+	return list_add(ls->l, a->name, INO(K_SALIAS, nid), S_IFDIR);
+}
+
+struct list_at {
+	struct mrfs_fs *fs;
+	struct listing *l;
+	struct at_entry e;
+};
+
+static int list_at_cb(void *ctx, const struct mrfs_alias *a)
+{
+	struct list_at *la = ctx;
+	fuse_ino_t ino;
+	int rc = at_ino(la->fs, la->e.model, la->e.time_ns, a->name, &ino);
+
+	return rc ? rc : list_add(la->l, a->name, ino, S_IFLNK);
+}
+
+static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
+		    struct listing *l)
+{
+	struct list_serving ls = { l, txn, NULL, NULL, 0 };
+	struct mrfs_alias a;
+	struct mrfs_version v;
+	struct mrfs_node nd;
+	char name[MRFS_NAME_MAX + 1];
+	uint64_t model;
 	struct mrfs_model m;
 	struct list_nodes ln = { l, txn };
 	int rc;
@@ -1929,13 +2295,44 @@ static int list_dir(struct mrfs_txn *txn, fuse_ino_t ino, struct listing *l)
 	switch (kind_of(ino)) {
 	case K_FIXED:
 		if (ino == INO_ROOT) {
-			if ((rc = list_add(l, "models", INO_MODELS, S_IFDIR)))
+			if ((rc = list_add(l, "models", INO_MODELS, S_IFDIR)) ||
+			    (rc = list_add(l, "serving", INO_SERVING, S_IFDIR)))
 				return rc;
 			return list_add(l, "history", INO_HISTORY, S_IFREG);
 		}
 		if (ino == INO_MODELS)
 			return mrfs_models_walk(txn, NULL, list_model_cb, l);
+		if (ino == INO_SERVING) {
+			rc = mrfs_aliases_all(txn, list_serving_cb, &ls);
+			free(ls.seen);
+			return rc;
+		}
 		return -ENOTDIR;
+	case K_SALIAS:
+		if ((rc = mrfs_alias_name_by_id(txn, id_of(ino), name)))
+			return rc;
+		ls.alias = name;
+		return mrfs_aliases_all(txn, list_serving_cb, &ls);
+	case K_SMODEL:
+		if ((rc = mrfs_alias_by_id(txn, id_of(ino), &model, &a)) ||
+		    (rc = mrfs_version_by_number(txn, model, a.version, &v)))
+			return rc;
+		snprintf(name, sizeof(name), "%u", v.n);
+		if ((rc = list_add(l, name, INO(K_SNODE, v.id), S_IFDIR)))
+			return rc;
+		if (!mrfs_node_lookup(txn, v.id, "config.pbtxt", &nd) && S_ISREG(nd.mode))
+			return list_add(l, "config.pbtxt", INO(K_NODE, nd.id), S_IFREG);
+		return 0;
+	case K_SNODE:
+		return mrfs_dir_walk(txn, id_of(ino), NULL, list_snode_cb, &ln);
+	case K_AT: {
+		struct list_at la = { fs, l, { 0 } };
+		if ((rc = at_get(fs, ino, &la.e)))
+			return rc;
+		if (*la.e.name)
+			return -ENOTDIR;
+		return mrfs_aliases_at(txn, la.e.model, la.e.time_ns, list_at_cb, &la);
+	}
 	case K_MODEL:
 		if ((rc = mrfs_model_get(txn, id_of(ino), &m)))
 			return rc;
@@ -1966,7 +2363,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
-		rc = list_dir(txn, ino, &l);
+		rc = list_dir(fs, txn, ino, &l);
 		mrfs_txn_abort(txn);
 	}
 	if (rc) {
@@ -2099,6 +2496,7 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 	memset(&fs, 0, sizeof(fs));
 	fs.tmp_fd = -1;
 	fs.admin_gid = (gid_t)-1;
+	pthread_mutex_init(&fs.at_lock, NULL);
 	if (o->admin_group) {
 		struct group *g = getgrnam(o->admin_group);
 		char *end;
@@ -2168,6 +2566,8 @@ out_free:
 	fuse_opt_free_args(&args);
 	fs_close(&fs);
 	pthread_mutex_destroy(&fs.wlock);
+	pthread_mutex_destroy(&fs.at_lock);
+	free(fs.at);
 	free(fs.mountpoint);
 	free(dir);
 	return rc;

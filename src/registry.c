@@ -340,12 +340,89 @@ int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model,
 	return rc == 0 && a->id != id ? -ENOENT : rc;
 }
 
+/* Give alias name @name its stable id, once. */
+static int name_id_ensure(struct mrfs_txn *txn, const char *name)
+{
+	struct key k;
+	uint64_t id;
+	uint8_t idb[8];
+	int rc = mrfs_alias_name_id(txn, name, &id);
+
+	if (rc != -ENOENT)
+		return rc;
+	if ((rc = mrfs_kv_next_id(txn, "alias-name", &id)))
+		return rc;
+	be64(idb, id);
+	if ((rc = put(txn, MRFS_DB_ALIASES, k_str(k_tag(&k, 'g'), name), idb, 8)))
+		return rc;
+	return put(txn, MRFS_DB_ALIASES, k_u64(k_tag(&k, 'G'), id), name, strlen(name));
+}
+
+int mrfs_alias_name_id(struct mrfs_txn *txn, const char *name, uint64_t *id)
+{
+	struct key k;
+	struct mrfs_val v;
+	int rc;
+
+	if (strlen(name) > MRFS_NAME_MAX)
+		return -ENOENT;
+	k_str(k_tag(&k, 'g'), name);
+	if ((rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v)))
+		return rc;
+	if (v.len != 8)
+		return -EIO;
+	*id = get_be64(v.data);
+	return 0;
+}
+
+int mrfs_alias_name_by_id(struct mrfs_txn *txn, uint64_t id, char name[MRFS_NAME_MAX + 1])
+{
+	struct key k;
+	struct mrfs_val v;
+	int rc;
+
+	k_u64(k_tag(&k, 'G'), id);
+	if ((rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v)))
+		return rc;
+	if (v.len > MRFS_NAME_MAX)
+		return -EIO;
+	memcpy(name, v.data, v.len);
+	name[v.len] = '\0';
+	return 0;
+}
+
+struct all_aliases {
+	mrfs_any_alias_fn fn;
+	void *ctx;
+};
+
+static int all_aliases_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
+{
+	struct all_aliases *w = ctx;
+	struct mrfs_alias a;
+
+	if (val.len != sizeof(a) || key.len < 10)
+		return -EIO;
+	memcpy(&a, val.data, sizeof(a));
+	return w->fn(w->ctx, get_be64((const uint8_t *)key.data + 1), &a);
+}
+
+int mrfs_aliases_all(struct mrfs_txn *txn, mrfs_any_alias_fn fn, void *ctx)
+{
+	struct all_aliases w = { fn, ctx };
+
+	return mrfs_kv_scan(txn, MRFS_DB_ALIASES, "a", 1, NULL, 0, all_aliases_cb, &w);
+}
+
 static int put_alias(struct mrfs_txn *txn, uint64_t model, const struct mrfs_alias *a)
 {
 	struct key k;
 	uint8_t rev[8 + MRFS_NAME_MAX];
 	size_t n = strlen(a->name);
 	int rc;
+
+	if ((rc = name_id_ensure(txn, a->name)))
+		return rc;
 
 	k_str(k_u64(k_tag(&k, 'a'), model), a->name);
 	if ((rc = put(txn, MRFS_DB_ALIASES, &k, a, sizeof(*a))))
@@ -1164,8 +1241,8 @@ static int alias_allowed(struct mrfs_txn *txn, const struct mrfs_caller *who,
 	if (target > 0 && from) {
 		struct key k;
 		struct mrfs_val v;
-		rc = mrfs_kv_get(txn, MRFS_DB_ALIASES,
-				 k_pointed(&k, m->id, from, (uint32_t)target)->b, k.len, &v);
+		k_pointed(&k, m->id, from, (uint32_t)target);
+		rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v);
 		if (rc == -ENOENT) {
 			refuse(err, "policy: '%s' of '%s' may only point at a version '%s' has "
 				    "pointed at, and '%s' never pointed at %" PRId64,
@@ -2280,4 +2357,93 @@ int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who
 out:
 	free(t.e);
 	return end(txn, rc);
+}
+
+/* ---- time travel ------------------------------------------------------------ */
+
+struct replay {
+	int64_t until;
+	struct mrfs_alias *a;
+	size_t n, cap;
+	int rc;
+};
+
+static struct mrfs_alias *replay_find(struct replay *r, const char *name)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->a[i].name, name))
+			return &r->a[i];
+	return NULL;
+}
+
+static int replay_cb(void *ctx, uint64_t seq, const char *line, size_t len)
+{
+	struct replay *r = ctx;
+	struct mrfs_doc *ev = mrfs_doc_parse(line, len, NULL, 0);
+	const char *kind, *name, *when;
+	struct mrfs_alias *a;
+	int64_t t;
+	int rc = 0;
+
+	(void)seq;
+	if (!ev)
+		return -EIO;
+	kind = mrfs_doc_string(mrfs_doc_get(ev, "event"));
+	name = mrfs_doc_string(mrfs_doc_get(ev, "alias"));
+	when = mrfs_doc_string(mrfs_doc_get(ev, "time"));
+	if (!kind || !when || mrfs_time_parse(when, &t)) {
+		rc = -EIO;
+		goto out;
+	}
+	if (t > r->until) {
+		rc = 1; /* later than asked: stop */
+		goto out;
+	}
+	if (!name || strncmp(kind, "alias.", 6))
+		goto out;
+	a = replay_find(r, name);
+	if (!strcmp(kind, "alias.delete")) {
+		if (a)
+			*a = r->a[--r->n];
+		goto out;
+	}
+	if (!a) {
+		if (r->n == r->cap) {
+			size_t ncap = r->cap ? r->cap * 2 : 16;
+			struct mrfs_alias *na = realloc(r->a, ncap * sizeof(*na));
+			if (!na) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			r->a = na;
+			r->cap = ncap;
+		}
+		a = &r->a[r->n++];
+		memset(a, 0, sizeof(*a));
+		snprintf(a->name, sizeof(a->name), "%s", name);
+	}
+	a->version = (uint32_t)mrfs_doc_number(mrfs_doc_get(ev, "to"));
+	a->time_ns = t;
+out:
+	mrfs_doc_free(ev);
+	return rc;
+}
+
+static int alias_name_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct mrfs_alias *)x)->name, ((const struct mrfs_alias *)y)->name);
+}
+
+int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns,
+		    mrfs_alias_fn fn, void *ctx)
+{
+	struct replay r = { .until = time_ns };
+	int rc = mrfs_events_walk(txn, model, 0, replay_cb, &r);
+
+	if (!rc && r.n)
+		qsort(r.a, r.n, sizeof(*r.a), alias_name_cmp);
+	for (size_t i = 0; !rc && i < r.n; i++)
+		rc = fn(ctx, &r.a[i]);
+	free(r.a);
+	return rc < 0 ? rc : 0;
 }

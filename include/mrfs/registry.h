@@ -157,6 +157,24 @@ int mrfs_dir_walk(struct mrfs_txn *txn, uint64_t dir, const char *after,
 typedef int (*mrfs_event_fn)(void *ctx, uint64_t seq, const char *line, size_t len);
 int mrfs_events_walk(struct mrfs_txn *txn, uint64_t model, uint64_t from,
 		     mrfs_event_fn fn, void *ctx);
+/*
+ * Every alias of every model, in model id order: @fn gets the model id and
+ * the alias. For the serving view.
+ */
+typedef int (*mrfs_any_alias_fn)(void *ctx, uint64_t model, const struct mrfs_alias *a);
+int mrfs_aliases_all(struct mrfs_txn *txn, mrfs_any_alias_fn fn, void *ctx);
+
+/* The stable id of alias name @name (any model has or had it), and back. */
+int mrfs_alias_name_id(struct mrfs_txn *txn, const char *name, uint64_t *id);
+int mrfs_alias_name_by_id(struct mrfs_txn *txn, uint64_t id, char name[MRFS_NAME_MAX + 1]);
+
+/*
+ * The aliases of @model as they were at @time_ns, replayed from its history:
+ * @fn gets each with its version (only name and version are filled in).
+ */
+int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns,
+		    mrfs_alias_fn fn, void *ctx);
+
 /* Bytes of the whole history (@model 0) or of one model's. */
 uint64_t mrfs_history_size(struct mrfs_txn *txn, uint64_t model);
 

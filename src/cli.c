@@ -1,0 +1,2349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The command line: user commands through a mount, store commands on the
+ * store. See mrfs/cli.h.
+ *
+ * User commands touch the registry only with the file operations any
+ * program could use (mkdir, open/write/close, chmod, symlink, rename,
+ * readlink, reading the sidecars and the history), so what they do is
+ * exactly what SPEC promises for those operations, checks and history
+ * included. Store commands open the store next to the daemon: LMDB lets
+ * both work at once, and the daemon sees their changes within a second.
+ *
+ * Errors: each helper that fails prints one line saying what and why
+ * (error()) and returns a negative errno; its callers pass that on
+ * silently, and the command turns it into exit status 1. Usage errors are
+ * one line too (usage()), exit status 2. Out of memory exits at once.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <mntent.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mrfs/cli.h"
+#include "mrfs/record.h"
+#include "mrfs/registry.h"
+#include "mrfs/store.h"
+
+#define COPY_BUF (1u << 20)	    /* log copies with 1 MiB reads and writes */
+#define PATCH_MAX (1u << 20)	    /* a bigger `git diff HEAD` is left out */
+#define PROGRESS_NS 100000000LL	    /* redraw a progress bar at most 10 times a second */
+#define NS 1000000000LL
+
+/* The command running, for messages ("mrfs log: ..."). */
+static const char *cmdname = "mrfs";
+
+/* Set by SIGINT/SIGTERM while `log` copies. */
+static volatile sig_atomic_t interrupted;
+
+/* ---- messages and memory ----------------------------------------------- */
+
+__attribute__((format(printf, 1, 2))) static void error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "mrfs %s: ", cmdname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+__attribute__((format(printf, 1, 2))) static void warning(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "mrfs %s: warning: ", cmdname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* One line on stderr; returns exit status 2. */
+__attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mrfs %s: ", cmdname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'mrfs help %s')\n", cmdname);
+	return 2;
+}
+
+static void oom(void)
+{
+	fputs("mrfs: out of memory\n", stderr);
+	exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p)
+		oom();
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (!p)
+		oom();
+	return p;
+}
+
+__attribute__((format(printf, 1, 2))) static char *xfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	return s;
+}
+
+/* A growing array of strings (owned). */
+struct strs {
+	char **v;
+	size_t n, cap;
+};
+
+static void strs_push(struct strs *s, char *str)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 16;
+		s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+	}
+	s->v[s->n++] = str;
+}
+
+static void strs_release(struct strs *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool has_str(const struct strs *s, const char *str)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcmp(s->v[i], str))
+			return true;
+	return false;
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+struct opt {
+	const char *name; /* --name, or NULL */
+	char letter;	  /* -l, or 0 */
+	bool arg;	  /* takes a value */
+	int id;		  /* > OPT_HELP; 0 ends a table */
+};
+
+enum { OPT_BAD = -2, OPT_END = -1, OPT_ARG = 0, OPT_HELP = 1 };
+
+/* Common option ids. */
+enum { O_MOUNT = 10, O_STORE, O_JSON, O_FIRST_OWN };
+
+struct parser {
+	int argc;
+	char **argv;
+	int i;
+	bool dashdash;
+	const char *val; /* the value of the option, or the argument */
+};
+
+/*
+ * The next option (its id, with its value in p->val), argument (OPT_ARG,
+ * in p->val), OPT_HELP for -h/--help, OPT_END, or OPT_BAD after printing a
+ * usage error. Options and arguments may come in any order; "--" ends the
+ * options. Values: "--name VALUE", "--name=VALUE", "-l VALUE", "-lVALUE".
+ */
+static int next_opt(struct parser *p, const struct opt *defs)
+{
+	const struct opt *d;
+	const char *a, *eq;
+	size_t n;
+
+	if (p->i >= p->argc)
+		return OPT_END;
+	a = p->argv[p->i++];
+	if (p->dashdash || a[0] != '-' || !a[1]) {
+		p->val = a;
+		return OPT_ARG;
+	}
+	if (!strcmp(a, "--")) {
+		p->dashdash = true;
+		return next_opt(p, defs);
+	}
+	if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+		return OPT_HELP;
+	if (a[1] == '-') {
+		eq = strchr(a + 2, '=');
+		n = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+		for (d = defs; d->id; d++) {
+			if (!d->name || strlen(d->name) != n || strncmp(d->name, a + 2, n))
+				continue;
+			if (!d->arg) {
+				if (eq) {
+					usage("option --%s takes no value", d->name);
+					return OPT_BAD;
+				}
+				return d->id;
+			}
+			if (eq) {
+				p->val = eq + 1;
+				return d->id;
+			}
+			if (p->i >= p->argc) {
+				usage("option --%s needs a value", d->name);
+				return OPT_BAD;
+			}
+			p->val = p->argv[p->i++];
+			return d->id;
+		}
+		usage("unknown option '%s'", a);
+		return OPT_BAD;
+	}
+	for (d = defs; d->id; d++) {
+		if (d->letter != a[1])
+			continue;
+		if (!d->arg) {
+			if (a[2])
+				break;
+			return d->id;
+		}
+		if (a[2]) {
+			p->val = a + 2;
+			return d->id;
+		}
+		if (p->i >= p->argc) {
+			usage("option -%c needs a value", d->letter);
+			return OPT_BAD;
+		}
+		p->val = p->argv[p->i++];
+		return d->id;
+	}
+	usage("unknown option '%s'", a);
+	return OPT_BAD;
+}
+
+/* ---- human formats ------------------------------------------------------- */
+
+static void fmt_size(uint64_t n, char *buf, size_t size)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)n;
+	int u = -1;
+
+	if (n < 1024) {
+		snprintf(buf, size, "%" PRIu64 " B", n);
+		return;
+	}
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, v < 10 ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* A size as a new string. */
+static char *size_str(uint64_t n)
+{
+	char buf[32];
+
+	fmt_size(n, buf, sizeof(buf));
+	return xstrdup(buf);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+}
+
+/* Local time "2026-11-27 05:30" (or with seconds). */
+static void fmt_time(int64_t ns, bool seconds, char *buf, size_t size)
+{
+	time_t t = (time_t)(ns / NS);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	if (!strftime(buf, size, seconds ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M", &tm))
+		snprintf(buf, size, "?");
+}
+
+/* "12 s ago", "3 min ago", "5 h ago" within a day, else the local time. */
+static void fmt_ago(int64_t ns, char *buf, size_t size)
+{
+	int64_t age = (now_ns() - ns) / NS;
+
+	if (age < 0 || age >= 86400)
+		fmt_time(ns, false, buf, size);
+	else if (age < 60)
+		snprintf(buf, size, "%" PRId64 " s ago", age);
+	else if (age < 3600)
+		snprintf(buf, size, "%" PRId64 " min ago", age / 60);
+	else
+		snprintf(buf, size, "%" PRId64 " h ago", age / 3600);
+}
+
+/* ---- tables -------------------------------------------------------------- */
+
+/* Cells in rows of ncols; row 0 is the header. Columns in @right are
+ * aligned right. */
+struct table {
+	size_t ncols;
+	unsigned right;
+	struct strs cells;
+};
+
+static void table_init(struct table *t, size_t ncols, unsigned right)
+{
+	memset(t, 0, sizeof(*t));
+	t->ncols = ncols;
+	t->right = right;
+}
+
+/* Add the next cell (a copy of @s; NULL shows as "-"). */
+static void tcell(struct table *t, const char *s)
+{
+	strs_push(&t->cells, xstrdup(s && *s ? s : "-"));
+}
+
+/* Add the next cell, taking @s (new). */
+static void tcell_take(struct table *t, char *s)
+{
+	if (!*s) {
+		free(s);
+		s = xstrdup("-");
+	}
+	strs_push(&t->cells, s);
+}
+
+/* Width on a terminal: UTF-8 characters, not bytes. */
+static size_t display_len(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+static void table_print(struct table *t, const char *indent)
+{
+	size_t *w = xcalloc(t->ncols, sizeof(*w));
+	size_t rows = t->cells.n / t->ncols;
+
+	for (size_t i = 0; i < rows * t->ncols; i++) {
+		size_t l = display_len(t->cells.v[i]);
+		if (l > w[i % t->ncols])
+			w[i % t->ncols] = l;
+	}
+	for (size_t r = 0; r < rows; r++) {
+		fputs(indent, stdout);
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *s = t->cells.v[r * t->ncols + c];
+			size_t pad = w[c] - display_len(s);
+			bool last = c + 1 == t->ncols;
+
+			if (t->right & (1u << c))
+				printf("%*s", (int)pad, "");
+			fputs(s, stdout);
+			if (!(t->right & (1u << c)) && !last)
+				printf("%*s", (int)pad, "");
+			if (!last)
+				fputs("  ", stdout);
+		}
+		fputc('\n', stdout);
+	}
+	free(w);
+}
+
+static void table_release(struct table *t)
+{
+	strs_release(&t->cells);
+}
+
+/* ---- progress ------------------------------------------------------------- */
+
+/* A progress bar on stderr, only when it is a terminal. */
+struct progress {
+	bool on, drawn;
+	const char *label;
+	int64_t last;
+};
+
+static void progress_start(struct progress *p, const char *label)
+{
+	memset(p, 0, sizeof(*p));
+	p->on = isatty(STDERR_FILENO);
+	p->label = label;
+}
+
+static void progress_show(struct progress *p, uint64_t done, uint64_t total)
+{
+	char d[32], t[32], bar[31];
+	int64_t now;
+	int fill;
+
+	if (!p->on)
+		return;
+	now = mono_ns();
+	if (p->drawn && now - p->last < PROGRESS_NS && done < total)
+		return;
+	p->last = now;
+	p->drawn = true;
+	fill = total ? (int)((double)done / (double)total * 30) : 30;
+	if (fill > 30)
+		fill = 30;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '.', (size_t)(30 - fill));
+	bar[30] = '\0';
+	fmt_size(done, d, sizeof(d));
+	fmt_size(total, t, sizeof(t));
+	fprintf(stderr, "\r\033[K%s [%s] %3d%%  %s / %s", p->label, bar,
+		total ? (int)((double)done * 100 / (double)total) : 100, d, t);
+	fflush(stderr);
+}
+
+static void progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	progress_show(ctx, done, total);
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->on && p->drawn)
+		fputs("\r\033[K", stderr);
+	p->drawn = false;
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+/* The whole of @path: new (free()), NUL-terminated, *@len bytes. */
+static int slurp(const char *path, char **out, size_t *len)
+{
+	size_t n = 0, cap = 65536;
+	char *buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	buf = xrealloc(NULL, cap);
+	for (;;) {
+		ssize_t r;
+
+		if (cap - n < 2) {
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		r = read(fd, buf + n, cap - n - 1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			close(fd);
+			free(buf);
+			return (int)r;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+/* Write all of @buf to @fd. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static char json_err[256];
+
+/* Parse the JSON file @path: 0, -errno, or -EBADMSG (why in json_err). */
+static int load_json(const char *path, struct mrfs_doc **out)
+{
+	char *text;
+	size_t len;
+	int rc = slurp(path, &text, &len);
+
+	if (rc)
+		return rc;
+	*out = mrfs_doc_parse(text, len, json_err, sizeof(json_err));
+	free(text);
+	return *out ? 0 : -EBADMSG;
+}
+
+/* load_json, saying what went wrong; @what names the file for people. */
+static int read_record(const char *path, const char *what, struct mrfs_doc **out)
+{
+	int rc = load_json(path, out);
+
+	if (rc == -EBADMSG)
+		error("%s is not valid JSON: %s", what, json_err);
+	else if (rc)
+		error("cannot read %s: %s", what, strerror(-rc));
+	else if (mrfs_doc_type(*out) != MRFS_JSON_OBJECT) {
+		error("%s is not a JSON object", what);
+		mrfs_doc_free(*out);
+		*out = NULL;
+		rc = -EBADMSG;
+	}
+	return rc;
+}
+
+/* ---- JSON values ------------------------------------------------------------- */
+
+static const char *dstr(struct mrfs_doc *d, const char *key)
+{
+	return mrfs_doc_string(mrfs_doc_get(d, key));
+}
+
+static bool is_number(const struct mrfs_doc *d)
+{
+	enum mrfs_json t = d ? mrfs_doc_type(d) : MRFS_JSON_NULL;
+
+	return d && (t == MRFS_JSON_INT || t == MRFS_JSON_REAL);
+}
+
+/* Member @key as an integer, or @def when it is not a number. */
+static int64_t dint(struct mrfs_doc *d, const char *key, int64_t def)
+{
+	struct mrfs_doc *v = mrfs_doc_get(d, key);
+
+	return is_number(v) ? (int64_t)mrfs_doc_number(v) : def;
+}
+
+/* The time (RFC 3339) at @key, or member "time" of the object at @key. */
+static bool dtime(struct mrfs_doc *d, const char *key, int64_t *ns)
+{
+	struct mrfs_doc *v = mrfs_doc_get(d, key);
+	const char *s;
+
+	if (v && mrfs_doc_type(v) == MRFS_JSON_OBJECT)
+		v = mrfs_doc_get(v, "time");
+	s = mrfs_doc_string(v);
+	return s && !mrfs_time_parse(s, ns);
+}
+
+/* A value as text, new: strings as they are, numbers in short form,
+ * objects and arrays as compact JSON. */
+static char *value_str(struct mrfs_doc *v)
+{
+	char *s;
+	size_t len;
+	double x;
+
+	if (!v)
+		return xstrdup("");
+	switch (mrfs_doc_type(v)) {
+	case MRFS_JSON_NULL:
+		return xstrdup("null");
+	case MRFS_JSON_BOOL:
+		return xstrdup(mrfs_doc_truth(v) ? "true" : "false");
+	case MRFS_JSON_INT:
+		return xfmt("%.0f", mrfs_doc_number(v));
+	case MRFS_JSON_REAL:
+		x = mrfs_doc_number(v);
+		return xfmt("%.15g", x);
+	case MRFS_JSON_STRING:
+		return xstrdup(mrfs_doc_string(v));
+	default:
+		s = mrfs_doc_dump(v, 0, &len);
+		if (!s)
+			oom();
+		if (len && s[len - 1] == '\n')
+			s[len - 1] = '\0';
+		return s;
+	}
+}
+
+/* value_str for a table cell: one line, long text summarised. */
+static char *cell_str(struct mrfs_doc *v)
+{
+	char *s = value_str(v), *nl;
+	size_t len = strlen(s);
+
+	nl = strchr(s, '\n');
+	if (nl) {
+		size_t lines = 0;
+		for (const char *p = s; *p; p++)
+			lines += *p == '\n';
+		if (s[len - 1] != '\n')
+			lines++;
+		free(s);
+		return xfmt("(%zu lines)", lines);
+	}
+	if (display_len(s) > 60) {
+		size_t cut = 0, chars = 0;
+		while (s[cut] && chars < 57) {
+			cut++;
+			if (((unsigned char)s[cut] & 0xc0) != 0x80)
+				chars++;
+		}
+		s[cut] = '\0';
+		nl = xfmt("%s...", s);
+		free(s);
+		return nl;
+	}
+	return s;
+}
+
+/* Members of version records that mrfs manages; the rest is user metadata. */
+static const char *const version_managed[] = {
+	"model", "version", "state", "created", "sealed", "size", "digest", "files", "aliases", NULL,
+};
+
+static bool is_managed(const char *key)
+{
+	for (int i = 0; version_managed[i]; i++)
+		if (!strcmp(version_managed[i], key))
+			return true;
+	return false;
+}
+
+/* Leaves of a document under dotted keys ("metrics.acc"); values borrowed. */
+struct leaves {
+	struct strs keys;
+	struct mrfs_doc **vals;
+	bool user_only; /* at the top, skip managed members */
+	const char *prefix;
+};
+
+static int leaf_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	struct leaves *l = ctx;
+	char *full;
+
+	if (l->user_only && is_managed(key))
+		return 0;
+	full = l->prefix ? xfmt("%s.%s", l->prefix, key) : xstrdup(key);
+	if (mrfs_doc_type(value) == MRFS_JSON_OBJECT) {
+		struct leaves sub = *l;
+		size_t before = l->keys.n;
+		int rc;
+
+		sub.user_only = false;
+		sub.prefix = full;
+		rc = mrfs_doc_each(value, leaf_cb, &sub);
+		l->keys = sub.keys;
+		l->vals = sub.vals;
+		if (rc) {
+			free(full);
+			return rc;
+		}
+		if (l->keys.n > before) {
+			free(full);
+			return 0;
+		}
+		/* an empty object is a leaf */
+	}
+	strs_push(&l->keys, full);
+	l->vals = xrealloc(l->vals, l->keys.cap * sizeof(*l->vals));
+	l->vals[l->keys.n - 1] = value;
+	return 0;
+}
+
+static void leaves_of(struct mrfs_doc *doc, bool user_only, struct leaves *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->user_only = user_only;
+	if (doc && mrfs_doc_type(doc) == MRFS_JSON_OBJECT)
+		mrfs_doc_each(doc, leaf_cb, l);
+}
+
+static struct mrfs_doc *leaf_get(struct leaves *l, const char *key)
+{
+	for (size_t i = 0; i < l->keys.n; i++)
+		if (!strcmp(l->keys.v[i], key))
+			return l->vals[i];
+	return NULL;
+}
+
+static void leaves_release(struct leaves *l)
+{
+	strs_release(&l->keys);
+	free(l->vals);
+}
+
+/* The user name of @uid, or its number. */
+static char *user_name(uint32_t uid)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	return pw ? xstrdup(pw->pw_name) : xfmt("%" PRIu32, uid);
+}
+
+/* ---- the mount -------------------------------------------------------------- */
+
+/* The mount to work through (new), or NULL after saying why. */
+static char *find_mount(const char *opt)
+{
+	const char *dir = opt;
+	char *found = NULL, *models;
+	struct stat st;
+
+	if (!dir || !*dir)
+		dir = getenv("MRFS_MOUNT");
+	if (!dir || !*dir) {
+		FILE *f = setmntent("/proc/mounts", "r");
+		struct mntent *me;
+
+		if (!f) {
+			error("cannot read /proc/mounts: %s", strerror(errno));
+			return NULL;
+		}
+		while ((me = getmntent(f))) {
+			if (!strcmp(me->mnt_type, "fuse.mrfs")) {
+				found = xstrdup(me->mnt_dir);
+				break;
+			}
+		}
+		endmntent(f);
+		if (!found) {
+			error("no mrfs mount found in /proc/mounts "
+			      "(mount one with 'mrfs mount DIR', or give --mount DIR)");
+			return NULL;
+		}
+		dir = found;
+	}
+	models = xfmt("%s/models", dir);
+	if (stat(models, &st) || !S_ISDIR(st.st_mode)) {
+		error("%s is not an mrfs mount (no %s)", dir, models);
+		free(models);
+		free(found);
+		return NULL;
+	}
+	free(models);
+	return found ? found : xstrdup(dir);
+}
+
+/* Is model @model there? Says why not. */
+static int model_exists(const char *mnt, const char *model)
+{
+	char *p = xfmt("%s/models/%s", mnt, model);
+	struct stat st;
+	int rc = 0;
+
+	if (stat(p, &st)) {
+		rc = -errno;
+		if (rc == -ENOENT)
+			error("no model '%s'", model);
+		else
+			error("cannot look up model '%s': %s", model, strerror(-rc));
+	} else if (!S_ISDIR(st.st_mode)) {
+		error("no model '%s'", model);
+		rc = -ENOENT;
+	}
+	free(p);
+	return rc;
+}
+
+/* "3" or "v3". */
+static bool parse_vnum(const char *s, uint32_t *n)
+{
+	if (s[0] == 'v' || s[0] == 'V')
+		s++;
+	return mrfs_version_parse(s, n);
+}
+
+/* Version number from an alias's link "versions/N". */
+static bool parse_link(const char *link, uint32_t *n)
+{
+	const char *p = link;
+
+	if (!strncmp(p, "../", 3))
+		p += 3;
+	if (!strncmp(p, "./", 2))
+		p += 2;
+	if (strncmp(p, "versions/", 9))
+		return false;
+	return mrfs_version_parse(p + 9, n);
+}
+
+/* Where alias @alias of @model points: 0, -ENOENT (no such alias, silent)
+ * or another -errno after saying why. */
+static int read_alias(const char *mnt, const char *model, const char *alias, uint32_t *n)
+{
+	char *p = xfmt("%s/models/%s/%s", mnt, model, alias);
+	char link[PATH_MAX];
+	ssize_t len = readlink(p, link, sizeof(link) - 1);
+	int rc = 0;
+
+	if (len < 0) {
+		rc = -errno;
+		if (rc == -EINVAL)
+			error("'%s' is not an alias of %s", alias, model);
+		else if (rc != -ENOENT)
+			error("cannot read alias %s:%s: %s", model, alias, strerror(-rc));
+	} else {
+		link[len] = '\0';
+		if (!parse_link(link, n)) {
+			error("alias %s:%s points at '%s', not at a version", model, alias, link);
+			rc = -EIO;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+/*
+ * Resolve @spec of @model: NULL or "latest" (the latest version), "vN" or
+ * "N" (version N, which must exist), or an alias name. Says why it fails.
+ */
+static int resolve(const char *mnt, const char *model, const char *spec, uint32_t *n)
+{
+	struct stat st;
+	char *p;
+	int rc;
+
+	if ((rc = model_exists(mnt, model)))
+		return rc;
+	if (!spec || !strcmp(spec, "latest")) {
+		rc = read_alias(mnt, model, "latest", n);
+		if (rc == -ENOENT)
+			error("%s has no sealed version yet (name a draft as %s:vN)", model, model);
+		return rc;
+	}
+	if (parse_vnum(spec, n)) {
+		p = xfmt("%s/models/%s/versions/%" PRIu32, mnt, model, *n);
+		rc = stat(p, &st) ? -errno : 0;
+		free(p);
+		if (rc == -ENOENT)
+			error("%s has no version %" PRIu32, model, *n);
+		else if (rc)
+			error("cannot look up %s:v%" PRIu32 ": %s", model, *n, strerror(-rc));
+		return rc;
+	}
+	if (!mrfs_name_valid(spec) || mrfs_name_reserved(spec)) {
+		error("'%s' is neither a version (vN) nor an alias name", spec);
+		return -EINVAL;
+	}
+	rc = read_alias(mnt, model, spec, n);
+	if (rc == -ENOENT)
+		error("%s has no alias '%s'", model, spec);
+	return rc;
+}
+
+/* Split "MODEL[:SPEC]" into new strings; a usage error when malformed. */
+static int parse_ref(const char *ref, char **model, char **spec)
+{
+	const char *colon = strchr(ref, ':');
+
+	*model = colon ? strndup(ref, (size_t)(colon - ref)) : xstrdup(ref);
+	if (!*model)
+		oom();
+	*spec = colon && colon[1] ? xstrdup(colon + 1) : NULL;
+	if (!mrfs_name_valid(*model) || (colon && !colon[1])) {
+		free(*model);
+		free(*spec);
+		return usage("'%s' is not a reference (MODEL, MODEL:vN, MODEL:ALIAS or MODEL:latest)",
+			     ref);
+	}
+	return 0;
+}
+
+/* The record of version @n of @model, checked to be an object. */
+static int version_record(const char *mnt, const char *model, uint32_t n, struct mrfs_doc **out)
+{
+	char *p = xfmt("%s/models/%s/versions/%" PRIu32 ".json", mnt, model, n);
+	char *what = xfmt("the record of %s:v%" PRIu32, model, n);
+	int rc = read_record(p, what, out);
+
+	free(what);
+	free(p);
+	return rc;
+}
+
+static int model_record(const char *mnt, const char *model, struct mrfs_doc **out)
+{
+	char *p = xfmt("%s/models/%s.json", mnt, model);
+	char *what = xfmt("the record of model %s", model);
+	int rc = read_record(p, what, out);
+
+	free(what);
+	free(p);
+	return rc;
+}
+
+/*
+ * Point alias @alias of @model at version @n as `ln -sfn` does: a new alias
+ * is one symlink; an existing one is replaced by renaming a symlink with a
+ * temporary name over it, so that a reader never finds it missing.
+ */
+static int set_alias(const char *mnt, const char *model, const char *alias, uint32_t n)
+{
+	char *target = xfmt("versions/%" PRIu32, n);
+	char *path = xfmt("%s/models/%s/%s", mnt, model, alias);
+	char *tmp = NULL;
+	int rc = 0;
+
+	if (!symlink(target, path))
+		goto out;
+	rc = -errno;
+	if (rc == -EEXIST) {
+		tmp = xfmt("%s/models/%s/mrfs-promote-%ld-%ld", mnt, model, (long)getpid(),
+			   (long)(mono_ns() % 1000000));
+		rc = symlink(target, tmp) ? -errno : 0;
+		if (!rc && rename(tmp, path)) {
+			rc = -errno;
+			unlink(tmp);
+		}
+	}
+	switch (rc) {
+	case 0:
+		break;
+	case -EACCES:
+		error("'%s' is a protected alias of %s: only its owner, root or the admin group may move it",
+		      alias, model);
+		break;
+	case -EPERM:
+		error("%s's policy refuses to point '%s' at v%" PRIu32
+		      " (promote_from: it must have been through its source alias first)",
+		      model, alias, n);
+		break;
+	case -ENOENT:
+		error("%s has no version %" PRIu32, model, n);
+		break;
+	case -EBUSY:
+		error("cannot seal %s:v%" PRIu32 " for '%s': a file of it is open for writing", model, n,
+		      alias);
+		break;
+	default:
+		error("cannot point %s:%s at v%" PRIu32 ": %s", model, alias, n, strerror(-rc));
+	}
+out:
+	free(tmp);
+	free(path);
+	free(target);
+	return rc;
+}
+
+/* An alias name a user may set: valid and not reserved. */
+static bool alias_name_ok(const char *name)
+{
+	return mrfs_name_valid(name) && !mrfs_name_reserved(name);
+}
+
+/* ---- log -------------------------------------------------------------------- */
+
+struct copy {
+	struct progress pg;
+	char *buf; /* COPY_BUF bytes */
+	uint64_t done, total;
+};
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* Add up the regular files under @path (whose lstat is @st). */
+static int scan(const char *path, const struct stat *st, uint64_t *bytes, uint64_t *files)
+{
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (S_ISREG(st->st_mode)) {
+		*bytes += (uint64_t)st->st_size;
+		(*files)++;
+		return 0;
+	}
+	if (!S_ISDIR(st->st_mode))
+		return 0;
+	d = opendir(path);
+	if (!d) {
+		rc = -errno;
+		error("cannot read %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	while (!rc && (de = readdir(d))) {
+		struct stat cst;
+		char *child;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		child = xfmt("%s/%s", path, de->d_name);
+		if (lstat(child, &cst)) {
+			rc = -errno;
+			error("cannot stat %s: %s", child, strerror(-rc));
+		} else {
+			rc = scan(child, &cst, bytes, files);
+		}
+		free(child);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Give @dst the permission bits and times of @st, as cp -a does. */
+static int copy_attrs(const char *dst, const struct stat *st, bool link)
+{
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	int rc;
+
+	if (!link && chmod(dst, st->st_mode & 07777)) {
+		rc = -errno;
+		error("cannot chmod %s: %s", dst, strerror(-rc));
+		return rc;
+	}
+	if (utimensat(AT_FDCWD, dst, ts, link ? AT_SYMLINK_NOFOLLOW : 0)) {
+		rc = -errno;
+		if (link && (rc == -EOPNOTSUPP || rc == -ENOSYS))
+			return 0;
+		error("cannot set the times of %s: %s", dst, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static int copy_file(struct copy *c, const char *src, const char *dst, const struct stat *st)
+{
+	int in, out, rc = 0;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rc = -errno;
+		error("cannot open %s: %s", src, strerror(-rc));
+		return rc;
+	}
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0) {
+		rc = -errno;
+		if (rc == -EEXIST)
+			error("%s: two sources give this path", dst);
+		else
+			error("cannot create %s: %s", dst, strerror(-rc));
+		close(in);
+		return rc;
+	}
+	for (;;) {
+		ssize_t r = read(in, c->buf, COPY_BUF);
+
+		if (interrupted) {
+			rc = -EINTR;
+			break;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			error("cannot read %s: %s", src, strerror(-rc));
+			break;
+		}
+		if (r == 0)
+			break;
+		if ((rc = write_all(out, c->buf, (size_t)r))) {
+			error("cannot write %s: %s", dst, strerror(-rc));
+			break;
+		}
+		c->done += (uint64_t)r;
+		progress_show(&c->pg, c->done, c->total);
+	}
+	close(in);
+	/* the file enters the version at close: its errors count */
+	if (close(out) && !rc) {
+		rc = -errno;
+		error("cannot write %s: %s", dst, strerror(-rc));
+	}
+	if (rc)
+		return rc;
+	return copy_attrs(dst, st, false);
+}
+
+static int copy_entry(struct copy *c, const char *src, const char *dst, const struct stat *st);
+
+/* Copy the entries of directory @src into the existing directory @dst. */
+static int copy_dir(struct copy *c, const char *src, const char *dst)
+{
+	struct dirent **names;
+	int n = scandir(src, &names, NULL, alphasort), rc = 0;
+
+	if (n < 0) {
+		rc = -errno;
+		error("cannot read %s: %s", src, strerror(-rc));
+		return rc;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		struct stat st;
+		char *s, *d;
+
+		if (rc || !strcmp(name, ".") || !strcmp(name, ".."))
+			continue;
+		s = xfmt("%s/%s", src, name);
+		d = xfmt("%s/%s", dst, name);
+		if (lstat(s, &st)) {
+			rc = -errno;
+			error("cannot stat %s: %s", s, strerror(-rc));
+		} else {
+			rc = copy_entry(c, s, d, &st);
+		}
+		free(s);
+		free(d);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int copy_entry(struct copy *c, const char *src, const char *dst, const struct stat *st)
+{
+	char target[PATH_MAX];
+	ssize_t len;
+	int rc;
+
+	if (interrupted)
+		return -EINTR;
+	if (S_ISREG(st->st_mode))
+		return copy_file(c, src, dst, st);
+	if (S_ISDIR(st->st_mode)) {
+		if (mkdir(dst, 0700)) {
+			rc = -errno;
+			if (rc == -EEXIST)
+				error("%s: two sources give this path", dst);
+			else
+				error("cannot mkdir %s: %s", dst, strerror(-rc));
+			return rc;
+		}
+		if ((rc = copy_dir(c, src, dst)))
+			return rc;
+		return copy_attrs(dst, st, false);
+	}
+	if (S_ISLNK(st->st_mode)) {
+		len = readlink(src, target, sizeof(target) - 1);
+		if (len < 0) {
+			rc = -errno;
+			error("cannot read link %s: %s", src, strerror(-rc));
+			return rc;
+		}
+		target[len] = '\0';
+		if (symlink(target, dst)) {
+			rc = -errno;
+			error("cannot make symlink %s: %s", dst, strerror(-rc));
+			return rc;
+		}
+		return copy_attrs(dst, st, true);
+	}
+	warning("%s is not a file, directory or symlink: left out", src);
+	return 0;
+}
+
+/* Remove @path and everything under it, as well as we can. */
+static void rm_tree(const char *path, bool top)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if (lstat(path, &st))
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlink(path);
+		return;
+	}
+	if (!top && (st.st_mode & 0700) != 0700)
+		chmod(path, (st.st_mode & 07777) | 0700);
+	d = opendir(path);
+	if (d) {
+		while ((de = readdir(d))) {
+			char *child;
+
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			child = xfmt("%s/%s", path, de->d_name);
+			rm_tree(child, false);
+			free(child);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+/* Run git -C @dir @args...; its stdout (new, NUL-terminated) in *@out.
+ * Returns git's exit status, 127 when git cannot run, or -errno. */
+static int run_git(const char *dir, char **out, const char *const *args)
+{
+	const char *argv[16];
+	int fds[2], status, rc, n = 0;
+	size_t len = 0, cap = 4096;
+	char *buf;
+	pid_t pid;
+
+	argv[n++] = "git";
+	argv[n++] = "-C";
+	argv[n++] = dir;
+	while (*args && n < 15)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	if (pipe2(fds, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		close(fds[0]);
+		close(fds[1]);
+		return rc;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		dup2(fds[1], STDOUT_FILENO);
+		setenv("GIT_TERMINAL_PROMPT", "0", 1);
+		setenv("LC_ALL", "C", 1);
+		execvp("git", (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	buf = xrealloc(NULL, cap);
+	for (;;) {
+		ssize_t r;
+
+		if (cap - len < 2)
+			buf = xrealloc(buf, cap *= 2);
+		r = read(fds[0], buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fds[0]);
+	buf[len] = '\0';
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			free(buf);
+			return -errno;
+		}
+	}
+	*out = buf;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* run_git for one line of output (trailing newline removed). */
+static int git_line(const char *dir, char **out, const char *const *args)
+{
+	int rc = run_git(dir, out, args);
+	size_t len;
+
+	if (rc < 0)
+		return rc;
+	len = strlen(*out);
+	while (len && ((*out)[len - 1] == '\n' || (*out)[len - 1] == '\r'))
+		(*out)[--len] = '\0';
+	if (rc || !len) {
+		free(*out);
+		*out = NULL;
+		return rc ? rc : 1;
+	}
+	return 0;
+}
+
+/* A remote URL without the user information (credentials) it may carry. */
+static char *strip_userinfo(const char *url)
+{
+	const char *scheme = strstr(url, "://"), *host, *at, *slash;
+
+	if (!scheme)
+		return xstrdup(url);
+	host = scheme + 3;
+	slash = strchr(host, '/');
+	at = strchr(host, '@');
+	if (!at || (slash && at > slash))
+		return xstrdup(url);
+	return xfmt("%.*s%s", (int)(host - url), url, at + 1);
+}
+
+/*
+ * lineage.code of the git work tree @dir: {repo, commit, branch, dirty,
+ * patch}. repo is the origin remote's URL, else the work tree's absolute
+ * path; branch is left out on a detached HEAD; dirty says whether `git
+ * diff HEAD` shows changes to tracked files, and patch holds that diff.
+ */
+static int git_lineage(const char *dir, struct mrfs_doc **out)
+{
+	static const char *const a_top[] = { "rev-parse", "--show-toplevel", NULL };
+	static const char *const a_head[] = { "rev-parse", "--verify", "-q", "HEAD", NULL };
+	static const char *const a_branch[] = { "symbolic-ref", "-q", "--short", "HEAD", NULL };
+	static const char *const a_url[] = { "remote", "get-url", "origin", NULL };
+	static const char *const a_diff[] = { "diff", "HEAD", "--no-color", "--no-ext-diff", NULL };
+	char *top = NULL, *commit = NULL, *branch = NULL, *url = NULL, *patch = NULL, *repo;
+	struct mrfs_doc *code;
+	int rc;
+
+	rc = git_line(dir, &top, a_top);
+	if (rc == 127 || rc < 0) {
+		error("--git: cannot run git");
+		return -ENOENT;
+	}
+	if (rc) {
+		error("--git: %s is not in a git work tree", dir);
+		return -EINVAL;
+	}
+	if (git_line(dir, &commit, a_head)) {
+		error("--git: %s has no commit yet", top);
+		free(top);
+		return -EINVAL;
+	}
+	git_line(dir, &branch, a_branch);
+	git_line(dir, &url, a_url);
+	rc = run_git(dir, &patch, a_diff);
+	if (rc) {
+		error("--git: git diff HEAD failed in %s", top);
+		free(patch);
+		rc = -EIO;
+		goto out;
+	}
+	code = mrfs_doc_new();
+	if (!code)
+		oom();
+	repo = url ? strip_userinfo(url) : xstrdup(top);
+	mrfs_doc_str(code, "repo", repo);
+	free(repo);
+	mrfs_doc_str(code, "commit", commit);
+	if (branch)
+		mrfs_doc_str(code, "branch", branch);
+	mrfs_doc_bool(code, "dirty", *patch != '\0');
+	if (*patch) {
+		if (strlen(patch) > PATCH_MAX)
+			warning("--git: the uncommitted changes are over %u bytes: patch left out",
+				PATCH_MAX);
+		else
+			mrfs_doc_str(code, "patch", patch);
+		if (strlen(patch) <= PATCH_MAX && !mrfs_doc_get(code, "patch"))
+			warning("--git: the uncommitted changes are not UTF-8 text: patch left out");
+	}
+	free(patch);
+	*out = code;
+	rc = 0;
+out:
+	free(top);
+	free(commit);
+	free(branch);
+	free(url);
+	return rc;
+}
+
+/* The number the next version of @model gets: the model record's
+ * next_version, else one above the highest version it lists. */
+static int next_version(const char *mnt, const char *model, uint32_t *n)
+{
+	struct mrfs_doc *rec, *vs, *nv;
+	int64_t max = 0;
+	int rc = model_record(mnt, model, &rec);
+
+	if (rc)
+		return rc;
+	nv = mrfs_doc_get(rec, "next_version");
+	if (is_number(nv) && mrfs_doc_number(nv) >= 1) {
+		*n = (uint32_t)mrfs_doc_number(nv);
+	} else {
+		vs = mrfs_doc_get(rec, "versions");
+		for (size_t i = 0; i < mrfs_doc_len(vs); i++) {
+			struct mrfs_doc *v = mrfs_doc_at(vs, i);
+			int64_t k = is_number(v) ? (int64_t)mrfs_doc_number(v)
+						 : dint(v, "version", 0);
+			if (k > max)
+				max = k;
+		}
+		*n = (uint32_t)max + 1;
+	}
+	mrfs_doc_free(rec);
+	return 0;
+}
+
+/* Members set by --meta FILE: each top-level member but managed ones. */
+static int meta_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	if (is_managed(key)) {
+		warning("--meta: '%s' is managed by mrfs: left out", key);
+		return 0;
+	}
+	return mrfs_doc_set(ctx, key, value) ? -ENOMEM : 0;
+}
+
+/* Write @doc to the record @path as a user would: open, write, close; the
+ * daemon checks the document at close. */
+static int write_record(const char *path, const char *what, struct mrfs_doc *doc)
+{
+	size_t len;
+	char *text = mrfs_doc_dump(doc, 1, &len);
+	int fd, rc;
+
+	if (!text)
+		oom();
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		error("cannot open %s for writing: %s", what, strerror(-rc));
+		free(text);
+		return rc;
+	}
+	rc = write_all(fd, text, len);
+	if (close(fd) && !rc)
+		rc = -errno;
+	free(text);
+	if (rc == -EINVAL)
+		error("%s was refused (EINVAL): the document is not an object, "
+		      "or it changes a member mrfs manages", what);
+	else if (rc)
+		error("cannot write %s: %s", what, strerror(-rc));
+	return rc;
+}
+
+/* The model's sidecar of version @n, with the user metadata applied. */
+static int apply_metadata(const char *mnt, const char *model, uint32_t n, struct mrfs_doc *meta,
+			  struct mrfs_doc *code, const struct strs *sets)
+{
+	char *path = xfmt("%s/models/%s/versions/%" PRIu32 ".json", mnt, model, n);
+	char *what = xfmt("the record of %s:v%" PRIu32, model, n);
+	struct mrfs_doc *rec;
+	int rc = read_record(path, what, &rec);
+
+	if (rc)
+		goto out;
+	if (meta && (rc = mrfs_doc_each(meta, meta_cb, rec)))
+		oom();
+	if (code) {
+		struct mrfs_doc *lineage = mrfs_doc_get(rec, "lineage");
+
+		if (!lineage || mrfs_doc_type(lineage) != MRFS_JSON_OBJECT)
+			lineage = mrfs_doc_obj(rec, "lineage");
+		if (!lineage || mrfs_doc_set(lineage, "code", code))
+			oom();
+	}
+	for (size_t i = 0; i < sets->n; i++) {
+		char *key = xstrdup(sets->v[i]), *eq = strchr(key, '=');
+
+		*eq = '\0';
+		rc = mrfs_doc_set_path(rec, key, eq + 1);
+		free(key);
+		if (rc == -ENOMEM)
+			oom();
+		if (rc) {
+			error("-m %s: not a KEY=VALUE with a dotted KEY", sets->v[i]);
+			goto out_free;
+		}
+	}
+	rc = write_record(path, what, rec);
+out_free:
+	mrfs_doc_free(rec);
+out:
+	free(what);
+	free(path);
+	return rc;
+}
+
+/* Check a -m KEY=VALUE: a usage error (2) or 0. */
+static int check_set(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	size_t top = strcspn(kv, ".=");
+	char *first;
+	bool managed;
+
+	if (!eq || eq == kv)
+		return usage("-m wants KEY=VALUE, not '%s'", kv);
+	for (const char *p = kv; p < eq; p++)
+		if (*p == '.' && (p == kv || p[1] == '.' || p + 1 == eq))
+			return usage("-m %s: empty part in the key", kv);
+	first = strndup(kv, top);
+	if (!first)
+		oom();
+	managed = is_managed(first);
+	if (managed)
+		usage("-m %s: '%s' is managed by mrfs", kv, first);
+	free(first);
+	return managed ? 2 : 0;
+}
+
+static const struct opt log_opts[] = {
+	{ "mount", 0, true, O_MOUNT },
+	{ "meta", 0, true, O_FIRST_OWN },
+	{ "git", 0, true, O_FIRST_OWN + 1 },
+	{ "alias", 0, true, O_FIRST_OWN + 2 },
+	{ "no-seal", 0, false, O_FIRST_OWN + 3 },
+	{ "metadata", 'm', true, O_FIRST_OWN + 4 },
+	{ 0 },
+};
+
+static int cmd_log(int argc, char **argv)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	const char *model = NULL, *mount_opt = NULL, *meta_file = NULL, *git_dir = NULL;
+	const char *alias = NULL;
+	struct mrfs_doc *meta = NULL, *code = NULL;
+	struct strs sets = { 0 }, srcs = { 0 };
+	struct stat *sst = NULL;
+	struct sigaction sa, old_int, old_term;
+	struct copy c = { 0 };
+	uint64_t nfiles = 0;
+	char *mnt = NULL, *mdir = NULL, *vdir = NULL, label[160];
+	bool noseal = false, made = false;
+	uint32_t n = 0;
+	int id, rc = 2, tries;
+
+	while ((id = next_opt(&p, log_opts)) != OPT_END) {
+		switch (id) {
+		case OPT_BAD:
+			goto out;
+		case OPT_HELP:
+			mrfs_cli_help("log", stdout);
+			rc = 0;
+			goto out;
+		case OPT_ARG:
+			if (!model)
+				model = p.val;
+			else
+				strs_push(&srcs, xstrdup(p.val));
+			break;
+		case O_MOUNT:
+			mount_opt = p.val;
+			break;
+		case O_FIRST_OWN:
+			meta_file = p.val;
+			break;
+		case O_FIRST_OWN + 1:
+			git_dir = p.val;
+			break;
+		case O_FIRST_OWN + 2:
+			alias = p.val;
+			break;
+		case O_FIRST_OWN + 3:
+			noseal = true;
+			break;
+		case O_FIRST_OWN + 4:
+			if (check_set(p.val))
+				goto out;
+			strs_push(&sets, xstrdup(p.val));
+			break;
+		}
+	}
+	if (!model) {
+		usage("missing MODEL and DIR|FILE...");
+		goto out;
+	}
+	if (!srcs.n) {
+		usage("nothing to log: give a directory or files after %s", model);
+		goto out;
+	}
+	if (!mrfs_name_valid(model) || mrfs_name_reserved(model)) {
+		usage("'%s' is not a valid model name ([A-Za-z0-9._-], 1 to 64, "
+		      "not starting with '.' or '-', not ending in .json)", model);
+		goto out;
+	}
+	if (alias && !alias_name_ok(alias)) {
+		usage("'%s' is not a valid alias name", alias);
+		goto out;
+	}
+	rc = 1;
+
+	/* everything that can fail before the draft exists */
+	if (!(mnt = find_mount(mount_opt)))
+		goto out;
+	if (meta_file) {
+		if (read_record(meta_file, meta_file, &meta))
+			goto out;
+	}
+	if (git_dir && git_lineage(git_dir, &code))
+		goto out;
+	sst = xcalloc(srcs.n, sizeof(*sst));
+	for (size_t i = 0; i < srcs.n; i++) {
+		if (stat(srcs.v[i], &sst[i])) {
+			error("cannot log %s: %s", srcs.v[i], strerror(errno));
+			goto out;
+		}
+		if (!S_ISREG(sst[i].st_mode) && !S_ISDIR(sst[i].st_mode)) {
+			error("cannot log %s: not a file or directory", srcs.v[i]);
+			goto out;
+		}
+		if (scan(srcs.v[i], &sst[i], &c.total, &nfiles))
+			goto out;
+	}
+
+	mdir = xfmt("%s/models/%s", mnt, model);
+	if (mkdir(mdir, 0777) && errno != EEXIST) {
+		error("cannot register model %s: %s", model, strerror(errno));
+		goto out;
+	}
+	if (model_exists(mnt, model) || next_version(mnt, model, &n))
+		goto out;
+	for (tries = 0;; tries++) {
+		uint32_t again;
+
+		free(vdir);
+		vdir = xfmt("%s/versions/%" PRIu32, mdir, n);
+		if (!mkdir(vdir, 0777))
+			break;
+		/* taken meanwhile, or below a number the model had once */
+		if ((errno != EEXIST && errno != EINVAL) || tries >= 1000) {
+			error("cannot create %s:v%" PRIu32 ": %s", model, n, strerror(errno));
+			goto out;
+		}
+		if (next_version(mnt, model, &again))
+			goto out;
+		n = again > n ? again : n + 1;
+	}
+	made = true;
+
+	/* the files */
+	c.buf = xrealloc(NULL, COPY_BUF);
+	snprintf(label, sizeof(label), "%s:v%" PRIu32, model, n);
+	progress_start(&c.pg, label);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	for (size_t i = 0; i < srcs.n; i++) {
+		if (S_ISDIR(sst[i].st_mode)) {
+			rc = copy_dir(&c, srcs.v[i], vdir);
+		} else {
+			char *base = strrchr(srcs.v[i], '/'), *dst;
+
+			base = base ? base + 1 : srcs.v[i];
+			dst = xfmt("%s/%s", vdir, base);
+			rc = copy_file(&c, srcs.v[i], dst, &sst[i]);
+			free(dst);
+		}
+		if (rc)
+			break;
+	}
+	progress_end(&c.pg);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (rc == -EINTR || interrupted) {
+		error("interrupted: %s:v%" PRIu32 " removed", model, n);
+		rc = 130;
+		goto out;
+	}
+	if (rc) {
+		rc = 1;
+		goto out;
+	}
+	rc = 1;
+	if (c.done != c.total)
+		warning("copied %" PRIu64 " bytes, expected %" PRIu64
+			" (were the sources changing?)", c.done, c.total);
+
+	/* the metadata */
+	if ((meta || code || sets.n) && apply_metadata(mnt, model, n, meta, code, &sets))
+		goto out;
+
+	/* seal, promote */
+	if (!noseal) {
+		struct stat vst;
+
+		if (stat(vdir, &vst) || chmod(vdir, vst.st_mode & 07555)) {
+			error("cannot seal %s:v%" PRIu32 ": %s", model, n, strerror(errno));
+			goto out;
+		}
+	}
+	made = false; /* from here on the version stays */
+	if (alias && set_alias(mnt, model, alias, n))
+		goto out;
+	printf("%s:v%" PRIu32 "\n", model, n);
+	rc = 0;
+out:
+	/* a failed log leaves nothing behind (the number stays used) */
+	if (made && vdir)
+		rm_tree(vdir, true);
+	free(c.buf);
+	free(sst);
+	free(vdir);
+	free(mdir);
+	free(mnt);
+	mrfs_doc_free(meta);
+	mrfs_doc_free(code);
+	strs_release(&sets);
+	strs_release(&srcs);
+	return rc;
+}
+
+/* ---- promote ------------------------------------------------------------------- */
+
+static const struct opt mount_only_opts[] = {
+	{ "mount", 0, true, O_MOUNT },
+	{ 0 },
+};
+
+static int cmd_promote(int argc, char **argv)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	const char *args[3] = { NULL, NULL, NULL }, *mount_opt = NULL, *alias;
+	uint32_t n, old = 0;
+	char *mnt = NULL, *vpath = NULL;
+	struct stat st;
+	int id, nargs = 0, rc, had;
+
+	while ((id = next_opt(&p, mount_only_opts)) != OPT_END) {
+		if (id == OPT_BAD)
+			return 2;
+		if (id == OPT_HELP)
+			return mrfs_cli_help("promote", stdout), 0;
+		if (id == O_MOUNT)
+			mount_opt = p.val;
+		else if (nargs == 3)
+			return usage("unexpected argument '%s'", p.val);
+		else
+			args[nargs++] = p.val;
+	}
+	if (nargs < 2)
+		return usage("usage: mrfs promote MODEL VERSION [ALIAS]");
+	alias = args[2] ? args[2] : "production";
+	if (!mrfs_name_valid(args[0]))
+		return usage("'%s' is not a model name", args[0]);
+	if (!parse_vnum(args[1], &n))
+		return usage("'%s' is not a version (3 or v3)", args[1]);
+	if (!alias_name_ok(alias))
+		return usage("'%s' cannot be an alias (a name of [A-Za-z0-9._-], "
+			     "not versions, latest or history)", alias);
+	if (!(mnt = find_mount(mount_opt)))
+		return 1;
+	rc = model_exists(mnt, args[0]);
+	if (!rc) {
+		vpath = xfmt("%s/models/%s/versions/%" PRIu32, mnt, args[0], n);
+		if (stat(vpath, &st)) {
+			rc = -errno;
+			if (rc == -ENOENT)
+				error("%s has no version %" PRIu32, args[0], n);
+			else
+				error("cannot look up %s:v%" PRIu32 ": %s", args[0], n, strerror(-rc));
+		}
+	}
+	if (!rc) {
+		had = read_alias(mnt, args[0], alias, &old);
+		if (had && had != -ENOENT)
+			rc = had;
+		else
+			rc = set_alias(mnt, args[0], alias, n);
+		if (!rc && !had && old != n)
+			printf("%s:%s -> v%" PRIu32 " (was v%" PRIu32 ")\n", args[0], alias, n, old);
+		else if (!rc)
+			printf("%s:%s -> v%" PRIu32 "\n", args[0], alias, n);
+	}
+	free(vpath);
+	free(mnt);
+	return rc ? 1 : 0;
+}
+
+/* ---- reading events ---------------------------------------------------------- */
+
+/* Call @fn for each event of the history file @path, parsed; @fn returns
+ * 0 to go on. Lines that do not parse are skipped with one warning. */
+typedef int (*event_fn)(void *ctx, const char *line, struct mrfs_doc *ev);
+
+static int each_event(const char *path, event_fn fn, void *ctx)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	bool warned = false;
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	while (!rc && (len = getline(&line, &cap, f)) > 0) {
+		struct mrfs_doc *ev;
+
+		if (line[len - 1] == '\n')
+			line[--len] = '\0';
+		if (!len)
+			continue;
+		ev = mrfs_doc_parse(line, (size_t)len, json_err, sizeof(json_err));
+		if (!ev || mrfs_doc_type(ev) != MRFS_JSON_OBJECT) {
+			if (!warned)
+				warning("%s: skipping a line that is not a JSON object", path);
+			warned = true;
+			mrfs_doc_free(ev);
+			continue;
+		}
+		rc = fn(ctx, line, ev);
+		mrfs_doc_free(ev);
+	}
+	if (!rc && ferror(f))
+		rc = -EIO;
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* ---- ls ----------------------------------------------------------------------- */
+
+enum wop { W_GT, W_GE, W_LT, W_LE, W_EQ, W_NE };
+
+/* A --where filter: PATH OP VALUE. */
+struct where {
+	char *path;
+	enum wop op;
+	char *value;
+	bool numeric;
+	double num;
+};
+
+static char *trimmed(const char *s, size_t len)
+{
+	while (len && (*s == ' ' || *s == '\t'))
+		s++, len--;
+	while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	return strndup(s, len);
+}
+
+static int parse_where(const char *expr, struct where *w)
+{
+	static const struct {
+		const char *s;
+		enum wop op;
+	} ops[] = {
+		{ ">=", W_GE }, { "<=", W_LE }, { "==", W_EQ }, { "!=", W_NE },
+		{ ">", W_GT },	{ "<", W_LT },	{ "=", W_EQ },
+	};
+	size_t pos = strcspn(expr, "<>=!"), oplen = 0;
+	const char *rest;
+	char *end;
+
+	memset(w, 0, sizeof(*w));
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (!strncmp(expr + pos, ops[i].s, strlen(ops[i].s))) {
+			w->op = ops[i].op;
+			oplen = strlen(ops[i].s);
+			break;
+		}
+	}
+	if (!expr[pos] || !oplen)
+		return usage("--where wants PATH OP VALUE with OP one of > >= < <= == !=, not '%s'",
+			     expr);
+	w->path = trimmed(expr, pos);
+	rest = expr + pos + oplen;
+	w->value = trimmed(rest, strlen(rest));
+	if (!w->path || !w->value)
+		oom();
+	if (!*w->path || w->path[0] == '.' || w->path[strlen(w->path) - 1] == '.' ||
+	    strstr(w->path, "..")) {
+		usage("--where: '%s' is not a dotted path such as metrics.acc", w->path);
+		goto bad;
+	}
+	if (!*w->value) {
+		usage("--where: no value after the operator in '%s'", expr);
+		goto bad;
+	}
+	if ((w->value[0] == '"' || w->value[0] == '\'') && strlen(w->value) >= 2 &&
+	    w->value[strlen(w->value) - 1] == w->value[0]) {
+		memmove(w->value, w->value + 1, strlen(w->value) - 2);
+		w->value[strlen(w->value) - 2] = '\0';
+	} else {
+		errno = 0;
+		w->num = strtod(w->value, &end);
+		w->numeric = !*end && !errno && isfinite(w->num);
+	}
+	if (!w->numeric && w->op != W_EQ && w->op != W_NE) {
+		usage("--where: %s compares numbers; '%s' is not one", expr, w->value);
+		goto bad;
+	}
+	return 0;
+bad:
+	free(w->path);
+	free(w->value);
+	return 2;
+}
+
+static void where_release(struct where *w)
+{
+	free(w->path);
+	free(w->value);
+}
+
+static bool where_match(const struct where *w, struct mrfs_doc *rec)
+{
+	struct mrfs_doc *v = mrfs_doc_path(rec, w->path);
+	const char *s;
+	double x;
+	int cmp;
+
+	if (!v)
+		return false;
+	if (w->numeric) {
+		if (!is_number(v))
+			return false;
+		x = mrfs_doc_number(v);
+		switch (w->op) {
+		case W_GT: return x > w->num;
+		case W_GE: return x >= w->num;
+		case W_LT: return x < w->num;
+		case W_LE: return x <= w->num;
+		case W_EQ: return x == w->num;
+		case W_NE: return x != w->num;
+		}
+		return false;
+	}
+	switch (mrfs_doc_type(v)) {
+	case MRFS_JSON_STRING:
+		s = mrfs_doc_string(v);
+		break;
+	case MRFS_JSON_BOOL:
+		s = mrfs_doc_truth(v) ? "true" : "false";
+		break;
+	case MRFS_JSON_NULL:
+		s = "null";
+		break;
+	default:
+		return false;
+	}
+	cmp = strcmp(s, w->value);
+	return w->op == W_EQ ? cmp == 0 : cmp != 0;
+}
+
+/* The models of the mount, sorted. */
+static int model_names(const char *mnt, struct strs *out)
+{
+	char *dir = xfmt("%s/models", mnt);
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort), rc = 0;
+
+	if (n < 0) {
+		rc = -errno;
+		error("cannot list %s: %s", dir, strerror(-rc));
+		free(dir);
+		return rc;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		unsigned char t = names[i]->d_type;
+
+		if (name[0] != '.' && (t == DT_DIR || t == DT_UNKNOWN)) {
+			char *p = xfmt("%s/%s", dir, name);
+			struct stat st;
+
+			if (!stat(p, &st) && S_ISDIR(st.st_mode))
+				strs_push(out, xstrdup(name));
+			free(p);
+		}
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+	return 0;
+}
+
+/* The alias names in a version record's "aliases" (strings or {name}). */
+static char *aliases_str(struct mrfs_doc *rec, bool latest)
+{
+	struct mrfs_doc *a = mrfs_doc_get(rec, "aliases");
+	char *out = xstrdup(""), *next;
+
+	for (size_t i = 0; i < mrfs_doc_len(a); i++) {
+		struct mrfs_doc *item = mrfs_doc_at(a, i);
+		const char *name = mrfs_doc_string(item);
+
+		if (!name)
+			name = dstr(item, "name");
+		if (!name)
+			continue;
+		next = xfmt("%s%s%s", out, *out ? "," : "", name);
+		free(out);
+		out = next;
+	}
+	if (latest) {
+		next = xfmt("%s%slatest", out, *out ? "," : "");
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
+/* Size of a version: "size", else the sum of its files' sizes. */
+static uint64_t record_size(struct mrfs_doc *rec)
+{
+	struct mrfs_doc *files = mrfs_doc_get(rec, "files");
+	int64_t size = dint(rec, "size", -1);
+
+	if (size >= 0)
+		return (uint64_t)size;
+	size = 0;
+	for (size_t i = 0; i < mrfs_doc_len(files); i++)
+		size += dint(mrfs_doc_at(files, i), "size", 0);
+	return (uint64_t)size;
+}
+
+/* Print records as one JSON array. */
+static void print_json_array(struct mrfs_doc **docs, size_t n)
+{
+	fputs("[", stdout);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		char *text = mrfs_doc_dump(docs[i], 1, &len);
+
+		if (!text)
+			oom();
+		if (len && text[len - 1] == '\n')
+			text[len - 1] = '\0';
+		printf("%s\n%s", i ? "," : "", text);
+		free(text);
+	}
+	fputs(n ? "\n]\n" : "]\n", stdout);
+}
+
+/* One row of a versions listing. */
+struct vrow {
+	const char *model; /* borrowed from the names list */
+	uint32_t n;
+	bool latest;
+	struct mrfs_doc *rec;
+};
+
+struct vrows {
+	struct vrow *v;
+	size_t n, cap;
+};
+
+/* Add the versions of @model that pass @w (may be NULL) to @rows. */
+static int collect_versions(const char *mnt, const char *model, const struct where *w,
+			    struct vrows *rows)
+{
+	struct mrfs_doc *mrec, *vs;
+	int64_t latest;
+	int rc = model_record(mnt, model, &mrec);
+
+	if (rc)
+		return rc;
+	latest = dint(mrec, "latest", 0);
+	vs = mrfs_doc_get(mrec, "versions");
+	for (size_t i = 0; i < mrfs_doc_len(vs); i++) {
+		struct mrfs_doc *item = mrfs_doc_at(vs, i), *rec;
+		int64_t n = is_number(item) ? (int64_t)mrfs_doc_number(item)
+					     : dint(item, "version", 0);
+
+		if (n <= 0)
+			continue;
+		rc = version_record(mnt, model, (uint32_t)n, &rec);
+		if (rc == -ENOENT) /* deleted meanwhile */
+			continue;
+		if (rc)
+			break;
+		if (w && !where_match(w, rec)) {
+			mrfs_doc_free(rec);
+			continue;
+		}
+		if (rows->n == rows->cap) {
+			rows->cap = rows->cap ? 2 * rows->cap : 16;
+			rows->v = xrealloc(rows->v, rows->cap * sizeof(*rows->v));
+		}
+		rows->v[rows->n++] = (struct vrow){ model, (uint32_t)n, n == latest, rec };
+	}
+	mrfs_doc_free(mrec);
+	return rc;
+}
+
+/* The metric to show beside versions: the first member of "metrics" in
+ * the newest version that has one. New, or NULL. */
+static char *pick_metric(struct vrows *rows)
+{
+	for (size_t i = rows->n; i-- > 0;) {
+		struct leaves l;
+		char *key = NULL;
+
+		leaves_of(mrfs_doc_get(rows->v[i].rec, "metrics"), false, &l);
+		for (size_t k = 0; k < l.keys.n && !key; k++)
+			if (is_number(l.vals[k]))
+				key = xfmt("metrics.%s", l.keys.v[k]);
+		leaves_release(&l);
+		if (key)
+			return key;
+	}
+	return NULL;
+}
+
+static void print_versions(struct vrows *rows, bool many, const char *metric)
+{
+	struct table t;
+	char when[64];
+
+	table_init(&t, metric ? 7 : 6, metric ? (1u << 2 | 1u << 3 | 1u << 6) : (1u << 2 | 1u << 3));
+	tcell(&t, many ? "VERSION" : "VERSION");
+	tcell(&t, "STATE");
+	tcell(&t, "SIZE");
+	tcell(&t, "FILES");
+	tcell(&t, "CREATED");
+	tcell(&t, "ALIASES");
+	if (metric)
+		tcell(&t, metric);
+	for (size_t i = 0; i < rows->n; i++) {
+		struct vrow *r = &rows->v[i];
+		int64_t ns;
+
+		if (many)
+			tcell_take(&t, xfmt("%s:v%" PRIu32, r->model, r->n));
+		else
+			tcell_take(&t, xfmt("v%" PRIu32, r->n));
+		tcell(&t, dstr(r->rec, "state"));
+		tcell_take(&t, size_str(record_size(r->rec)));
+		tcell_take(&t, xfmt("%zu", mrfs_doc_len(mrfs_doc_get(r->rec, "files"))));
+		if (dtime(r->rec, "created", &ns)) {
+			fmt_ago(ns, when, sizeof(when));
+			tcell(&t, when);
+		} else {
+			tcell(&t, NULL);
+		}
+		tcell_take(&t, aliases_str(r->rec, r->latest));
+		if (metric) {
+			struct mrfs_doc *v = mrfs_doc_path(r->rec, metric);
+			tcell_take(&t, v ? cell_str(v) : xstrdup(""));
+		}
+	}
+	table_print(&t, "");
+	table_release(&t);
+}
+
+static int alias_cell_cb(void *ctx, const char *key, struct mrfs_doc *value)
+{
+	char **out = ctx, *next;
+	char *v = value_str(value);
+
+	next = xfmt("%s%s%s=v%s", *out, **out ? "," : "", key, v);
+	free(v);
+	free(*out);
+	*out = next;
+	return 0;
+}
+
+static int print_models(const char *mnt, struct strs *names, bool json)
+{
+	struct mrfs_doc **recs = xcalloc(names->n, sizeof(*recs));
+	struct table t;
+	size_t n = 0;
+	char when[64];
+	int rc = 0;
+
+	for (size_t i = 0; i < names->n; i++) {
+		rc = model_record(mnt, names->v[i], &recs[n]);
+		if (rc == -ENOENT) { /* gone meanwhile */
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			goto out;
+		n++;
+	}
+	if (json) {
+		print_json_array(recs, n);
+		goto out;
+	}
+	table_init(&t, 7, 1u << 1);
+	tcell(&t, "MODEL");
+	tcell(&t, "VERSIONS");
+	tcell(&t, "LATEST");
+	tcell(&t, "ALIASES");
+	tcell(&t, "OWNER");
+	tcell(&t, "CREATED");
+	tcell(&t, "DESCRIPTION");
+	for (size_t i = 0; i < n; i++) {
+		struct mrfs_doc *r = recs[i], *vs = mrfs_doc_get(r, "versions");
+		struct mrfs_doc *owner = mrfs_doc_get(r, "owner"), *desc;
+		size_t drafts = 0;
+		int64_t latest = dint(r, "latest", 0), ns;
+		char *al = xstrdup("");
+
+		for (size_t k = 0; k < mrfs_doc_len(vs); k++) {
+			const char *st = dstr(mrfs_doc_at(vs, k), "state");
+			drafts += st && !strcmp(st, "draft");
+		}
+		tcell(&t, dstr(r, "name") ? dstr(r, "name") : names->v[i]);
+		if (drafts)
+			tcell_take(&t, xfmt("%zu (%zu draft%s)", mrfs_doc_len(vs), drafts,
+					    drafts == 1 ? "" : "s"));
+		else
+			tcell_take(&t, xfmt("%zu", mrfs_doc_len(vs)));
+		tcell_take(&t, latest > 0 ? xfmt("v%" PRId64, latest) : xstrdup(""));
+		if (mrfs_doc_get(r, "aliases") &&
+		    mrfs_doc_type(mrfs_doc_get(r, "aliases")) == MRFS_JSON_OBJECT)
+			mrfs_doc_each(mrfs_doc_get(r, "aliases"), alias_cell_cb, &al);
+		tcell_take(&t, al);
+		if (owner && is_number(mrfs_doc_get(owner, "uid")))
+			tcell_take(&t, user_name((uint32_t)dint(owner, "uid", 0)));
+		else
+			tcell(&t, NULL);
+		if (dtime(r, "created", &ns)) {
+			fmt_ago(ns, when, sizeof(when));
+			tcell(&t, when);
+		} else {
+			tcell(&t, NULL);
+		}
+		desc = mrfs_doc_get(r, "description");
+		tcell_take(&t, desc ? cell_str(desc) : xstrdup(""));
+	}
+	table_print(&t, "");
+	table_release(&t);
+out:
+	for (size_t i = 0; i < n; i++)
+		mrfs_doc_free(recs[i]);
+	free(recs);
+	return rc;
+}
+
+static const struct opt ls_opts[] = {
+	{ "mount", 0, true, O_MOUNT },
+	{ "json", 0, false, O_JSON },
+	{ "where", 'w', true, O_FIRST_OWN },
+	{ 0 },
+};
+
+static int cmd_ls(int argc, char **argv)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	const char *model = NULL, *mount_opt = NULL, *expr = NULL;
+	struct where w = { 0 };
+	struct strs names = { 0 };
+	struct vrows rows = { 0 };
+	bool json = false;
+	char *mnt = NULL, *metric = NULL;
+	int id, rc = 0;
+
+	while ((id = next_opt(&p, ls_opts)) != OPT_END) {
+		switch (id) {
+		case OPT_BAD:
+			return 2;
+		case OPT_HELP:
+			mrfs_cli_help("ls", stdout);
+			return 0;
+		case O_MOUNT:
+			mount_opt = p.val;
+			break;
+		case O_JSON:
+			json = true;
+			break;
+		case O_FIRST_OWN:
+			expr = p.val;
+			break;
+		default:
+			if (model)
+				return usage("unexpected argument '%s'", p.val);
+			model = p.val;
+		}
+	}
+	if (model && !mrfs_name_valid(model))
+		return usage("'%s' is not a model name", model);
+	if (expr && parse_where(expr, &w))
+		return 2;
+	if (!(mnt = find_mount(mount_opt))) {
+		rc = -EIO;
+		goto out;
+	}
+	if (model) {
+		if ((rc = model_exists(mnt, model)))
+			goto out;
+		strs_push(&names, xstrdup(model));
+	} else if ((rc = model_names(mnt, &names))) {
+		goto out;
+	}
+	if (!model && !expr) {
+		rc = print_models(mnt, &names, json);
+		goto out;
+	}
+	for (size_t i = 0; i < names.n && !rc; i++) {
+		rc = collect_versions(mnt, names.v[i], expr ? &w : NULL, &rows);
+		if (rc == -ENOENT && !model) /* gone meanwhile */
+			rc = 0;
+	}
+	if (rc)
+		goto out;
+	if (json) {
+		struct mrfs_doc **docs = xcalloc(rows.n, sizeof(*docs));
+
+		for (size_t i = 0; i < rows.n; i++)
+			docs[i] = rows.v[i].rec;
+		print_json_array(docs, rows.n);
+		free(docs);
+	} else {
+		metric = expr ? xstrdup(w.path) : pick_metric(&rows);
+		print_versions(&rows, !model, metric);
+	}
+out:
+	for (size_t i = 0; i < rows.n; i++)
+		mrfs_doc_free(rows.v[i].rec);
+	free(rows.v);
+	free(metric);
+	free(mnt);
+	strs_release(&names);
+	if (expr)
+		where_release(&w);
+	return rc ? 1 : 0;
+}
