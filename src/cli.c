@@ -2138,7 +2138,7 @@ static void print_versions(struct vrows *rows, bool many, const char *metric)
 	char when[64];
 
 	table_init(&t, metric ? 7 : 6, metric ? (1u << 2 | 1u << 3 | 1u << 6) : (1u << 2 | 1u << 3));
-	tcell(&t, many ? "VERSION" : "VERSION");
+	tcell(&t, "VERSION");
 	tcell(&t, "STATE");
 	tcell(&t, "SIZE");
 	tcell(&t, "FILES");
@@ -2346,4 +2346,587 @@ out:
 	if (expr)
 		where_release(&w);
 	return rc ? 1 : 0;
+}
+
+/* ---- show --------------------------------------------------------------------- */
+
+/* "8aa6dd8a47a9" from "xxh128:8aa6dd8a47a9610ee24701cc3afa503b". */
+static char *short_digest(struct mrfs_doc *d)
+{
+	const char *s = mrfs_doc_string(d), *colon;
+
+	if (!s)
+		return xstrdup("");
+	colon = strchr(s, ':');
+	return xfmt("%.12s", colon ? colon + 1 : s);
+}
+
+/* "2026-11-27 05:30:00 by alice (3 min ago)" for a {time, uid, user} stamp. */
+static char *stamp_str(struct mrfs_doc *rec, const char *key)
+{
+	struct mrfs_doc *s = mrfs_doc_get(rec, key);
+	char when[64], ago[64];
+	const char *user = dstr(s, "user");
+	int64_t ns;
+
+	if (!dtime(rec, key, &ns))
+		return xstrdup("");
+	fmt_time(ns, true, when, sizeof(when));
+	fmt_ago(ns, ago, sizeof(ago));
+	if (!strcmp(when, ago) || strncmp(ago + strlen(ago) - 3, "ago", 3))
+		return xfmt("%s%s%s", when, user ? " by " : "", user ? user : "");
+	return xfmt("%s%s%s (%s)", when, user ? " by " : "", user ? user : "", ago);
+}
+
+static void show_record(const char *model, uint32_t n, bool latest, struct mrfs_doc *rec)
+{
+	struct mrfs_doc *files = mrfs_doc_get(rec, "files");
+	struct table t;
+	struct leaves l;
+	char *al, *size = size_str(record_size(rec));
+
+	printf("%s:v%" PRIu32 "\n", model, n);
+	table_init(&t, 2, 0);
+	tcell(&t, "state");
+	tcell(&t, dstr(rec, "state"));
+	al = aliases_str(rec, latest);
+	tcell(&t, "aliases");
+	for (char *c = al; *c; c++)
+		if (*c == ',')
+			*c = ' ';
+	tcell_take(&t, al);
+	tcell(&t, "created");
+	tcell_take(&t, stamp_str(rec, "created"));
+	if (mrfs_doc_get(rec, "sealed")) {
+		tcell(&t, "sealed");
+		tcell_take(&t, stamp_str(rec, "sealed"));
+	}
+	tcell(&t, "size");
+	tcell_take(&t, xfmt("%s in %zu file%s", size, mrfs_doc_len(files),
+			    mrfs_doc_len(files) == 1 ? "" : "s"));
+	free(size);
+	if (dstr(rec, "digest")) {
+		tcell(&t, "digest");
+		tcell(&t, dstr(rec, "digest"));
+	}
+	table_print(&t, "  ");
+	table_release(&t);
+
+	if (mrfs_doc_len(files)) {
+		printf("\nfiles\n");
+		table_init(&t, 4, 1u << 1);
+		tcell(&t, "MODE");
+		tcell(&t, "SIZE");
+		tcell(&t, "DIGEST");
+		tcell(&t, "PATH");
+		for (size_t i = 0; i < mrfs_doc_len(files); i++) {
+			struct mrfs_doc *f = mrfs_doc_at(files, i);
+
+			tcell_take(&t, value_str(mrfs_doc_get(f, "mode")));
+			tcell_take(&t, size_str((uint64_t)dint(f, "size", 0)));
+			tcell_take(&t, short_digest(mrfs_doc_get(f, "digest")));
+			tcell(&t, dstr(f, "path"));
+		}
+		table_print(&t, "  ");
+		table_release(&t);
+	}
+
+	leaves_of(rec, true, &l);
+	if (l.keys.n) {
+		printf("\nmetadata\n");
+		table_init(&t, 2, 0);
+		for (size_t i = 0; i < l.keys.n; i++) {
+			tcell(&t, l.keys.v[i]);
+			tcell_take(&t, cell_str(l.vals[i]));
+		}
+		table_print(&t, "  ");
+		table_release(&t);
+	}
+	leaves_release(&l);
+}
+
+/* Where the aliases of one model stood at a moment, from its events. */
+struct replay {
+	int64_t at;
+	char *name; /* the model's name, followed through renames after @at */
+	bool gone;  /* ... it was deleted after @at */
+	struct strs aliases;
+	uint32_t *targets;
+	uint32_t *sealed;
+	size_t nsealed;
+	bool existed;
+};
+
+static int rename_cb(void *ctx, const char *line, struct mrfs_doc *ev)
+{
+	struct replay *r = ctx;
+	const char *event = dstr(ev, "event"), *from = dstr(ev, "from");
+	int64_t t;
+
+	(void)line;
+	if (r->gone || !event || !dtime(ev, "time", &t) || t <= r->at)
+		return 0;
+	if (!strcmp(event, "model.rename") && from && !strcmp(from, r->name) && dstr(ev, "to")) {
+		free(r->name);
+		r->name = xstrdup(dstr(ev, "to"));
+	} else if (!strcmp(event, "model.delete") && dstr(ev, "model") &&
+		   !strcmp(dstr(ev, "model"), r->name)) {
+		r->gone = true;
+	}
+	return 0;
+}
+
+static void replay_set(struct replay *r, const char *alias, int64_t to)
+{
+	for (size_t i = 0; i < r->aliases.n; i++) {
+		if (!strcmp(r->aliases.v[i], alias)) {
+			r->targets[i] = (uint32_t)(to > 0 ? to : 0);
+			return;
+		}
+	}
+	if (to <= 0)
+		return;
+	strs_push(&r->aliases, xstrdup(alias));
+	r->targets = xrealloc(r->targets, r->aliases.cap * sizeof(*r->targets));
+	r->targets[r->aliases.n - 1] = (uint32_t)to;
+}
+
+static int replay_cb(void *ctx, const char *line, struct mrfs_doc *ev)
+{
+	struct replay *r = ctx;
+	const char *event = dstr(ev, "event"), *alias = dstr(ev, "alias");
+	int64_t t, v = dint(ev, "version", 0);
+
+	(void)line;
+	if (!event || !dtime(ev, "time", &t) || t > r->at)
+		return 0;
+	r->existed = true;
+	if (alias && (!strcmp(event, "alias.set") || !strcmp(event, "alias.move")))
+		replay_set(r, alias, dint(ev, "to", 0));
+	else if (alias && !strcmp(event, "alias.delete"))
+		replay_set(r, alias, 0);
+	else if (!strcmp(event, "version.seal") && v > 0) {
+		r->sealed = xrealloc(r->sealed, (r->nsealed + 1) * sizeof(*r->sealed));
+		r->sealed[r->nsealed++] = (uint32_t)v;
+	} else if (!strcmp(event, "version.delete") && v > 0) {
+		for (size_t i = 0; i < r->nsealed; i++)
+			if (r->sealed[i] == (uint32_t)v)
+				r->sealed[i] = 0;
+	}
+	return 0;
+}
+
+/*
+ * Where alias @alias (or "latest") of the model named @model at @at
+ * pointed then, by replaying the history: first /history for renames and
+ * deletions after @at (to find that model under its name of today), then
+ * its own history up to @at. *@now is the model's name today (new).
+ */
+static int alias_at(const char *mnt, const char *model, const char *alias, int64_t at,
+		    uint32_t *n, char **now)
+{
+	struct replay r = { .at = at, .name = xstrdup(model) };
+	char *path = xfmt("%s/history", mnt), when[64];
+	int rc = each_event(path, rename_cb, &r);
+
+	mrfs_time_format(at, when, sizeof(when));
+	free(path);
+	if (rc) {
+		error("cannot read %s/history: %s", mnt, strerror(-rc));
+		goto out;
+	}
+	if (r.gone) {
+		error("the model named %s at %s has been deleted since", model, when);
+		rc = -ENOENT;
+		goto out;
+	}
+	*now = xstrdup(r.name);
+	path = xfmt("%s/models/%s/history", mnt, *now);
+	rc = each_event(path, replay_cb, &r);
+	free(path);
+	if (rc == -ENOENT || (!rc && !r.existed)) {
+		error("there was no model %s at %s", model, when);
+		rc = -ENOENT;
+		goto out;
+	}
+	if (rc) {
+		error("cannot read the history of %s: %s", *now, strerror(-rc));
+		goto out;
+	}
+	*n = 0;
+	if (!strcmp(alias, "latest")) {
+		for (size_t i = 0; i < r.nsealed; i++)
+			if (r.sealed[i] > *n)
+				*n = r.sealed[i];
+	} else {
+		for (size_t i = 0; i < r.aliases.n; i++)
+			if (!strcmp(r.aliases.v[i], alias))
+				*n = r.targets[i];
+	}
+	if (!*n) {
+		if (!strcmp(alias, "latest"))
+			error("%s had no sealed version at %s", model, when);
+		else
+			error("%s had no alias '%s' at %s", model, alias, when);
+		rc = -ENOENT;
+	}
+out:
+	if (rc) {
+		free(*now);
+		*now = NULL;
+	}
+	strs_release(&r.aliases);
+	free(r.name);
+	free(r.targets);
+	free(r.sealed);
+	return rc;
+}
+
+static const struct opt show_opts[] = {
+	{ "mount", 0, true, O_MOUNT },
+	{ "json", 0, false, O_JSON },
+	{ "at", 0, true, O_FIRST_OWN },
+	{ 0 },
+};
+
+static int cmd_show(int argc, char **argv)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	const char *ref = NULL, *mount_opt = NULL, *at_text = NULL;
+	char *model = NULL, *spec = NULL, *mnt = NULL, *now = NULL, *path;
+	struct mrfs_doc *rec = NULL;
+	bool json = false, latest = false;
+	int64_t at = 0;
+	uint32_t n, ln;
+	int id, rc;
+
+	while ((id = next_opt(&p, show_opts)) != OPT_END) {
+		switch (id) {
+		case OPT_BAD:
+			return 2;
+		case OPT_HELP:
+			mrfs_cli_help("show", stdout);
+			return 0;
+		case O_MOUNT:
+			mount_opt = p.val;
+			break;
+		case O_JSON:
+			json = true;
+			break;
+		case O_FIRST_OWN:
+			at_text = p.val;
+			break;
+		default:
+			if (ref)
+				return usage("unexpected argument '%s'", p.val);
+			ref = p.val;
+		}
+	}
+	if (!ref)
+		return usage("usage: mrfs show MODEL[:vN|:ALIAS|:latest] [--at TIME]");
+	if (at_text && mrfs_time_parse(at_text, &at))
+		return usage("--at: '%s' is not an RFC 3339 time such as 2026-11-27T05:30:00Z",
+			     at_text);
+	if (parse_ref(ref, &model, &spec))
+		return 2;
+	rc = 2;
+	if (at_text && spec && parse_vnum(spec, &n)) {
+		usage("--at tells where an alias pointed: give MODEL:ALIAS, not a version");
+		goto out;
+	}
+	if (at_text && spec && !alias_name_ok(spec) && strcmp(spec, "latest")) {
+		usage("'%s' is not an alias name", spec);
+		goto out;
+	}
+	rc = -EIO;
+	if (!(mnt = find_mount(mount_opt)))
+		goto out;
+	if (at_text) {
+		char when[64];
+
+		if ((rc = alias_at(mnt, model, spec ? spec : "latest", at, &n, &now)))
+			goto out;
+		mrfs_time_format(at, when, sizeof(when));
+		path = xfmt("%s/models/%s/versions/%" PRIu32 ".json", mnt, now, n);
+		rc = load_json(path, &rec);
+		free(path);
+		if (rc == -ENOENT) {
+			if (json)
+				printf("{\"model\": \"%s\", \"alias\": \"%s\", \"at\": \"%s\", "
+				       "\"version\": %" PRIu32 ", \"deleted\": true}\n",
+				       now, spec ? spec : "latest", when, n);
+			else
+				printf("%s:%s at %s was v%" PRIu32 " (deleted since)\n", model,
+				       spec ? spec : "latest", when, n);
+			rc = 0;
+			goto out;
+		}
+		mrfs_doc_free(rec);
+		rec = NULL;
+		if (!json)
+			printf("%s:%s at %s was %s:v%" PRIu32 "\n\n", model, spec ? spec : "latest",
+			       when, now, n);
+		free(model);
+		model = now;
+		now = NULL;
+	} else if ((rc = resolve(mnt, model, spec, &n))) {
+		goto out;
+	}
+	if ((rc = version_record(mnt, model, n, &rec)))
+		goto out;
+	latest = !read_alias(mnt, model, "latest", &ln) && ln == n;
+	if (json) {
+		size_t len;
+		char *text = mrfs_doc_dump(rec, 1, &len);
+
+		if (!text)
+			oom();
+		fputs(text, stdout);
+		free(text);
+	} else {
+		show_record(model, n, latest, rec);
+	}
+out:
+	mrfs_doc_free(rec);
+	free(model);
+	free(spec);
+	free(now);
+	free(mnt);
+	return rc == 2 ? 2 : rc ? 1 : 0;
+}
+
+/* ---- diff ---------------------------------------------------------------------- */
+
+struct dfile {
+	const char *path;
+	struct mrfs_doc *f;
+};
+
+static int cmp_dfile(const void *a, const void *b)
+{
+	return strcmp(((const struct dfile *)a)->path, ((const struct dfile *)b)->path);
+}
+
+static struct dfile *files_of(struct mrfs_doc *rec, size_t *n)
+{
+	struct mrfs_doc *files = mrfs_doc_get(rec, "files");
+	struct dfile *v = xcalloc(mrfs_doc_len(files), sizeof(*v));
+
+	*n = 0;
+	for (size_t i = 0; i < mrfs_doc_len(files); i++) {
+		struct mrfs_doc *f = mrfs_doc_at(files, i);
+
+		if (dstr(f, "path"))
+			v[(*n)++] = (struct dfile){ dstr(f, "path"), f };
+	}
+	qsort(v, *n, sizeof(*v), cmp_dfile);
+	return v;
+}
+
+static bool same_file(struct mrfs_doc *a, struct mrfs_doc *b)
+{
+	return mrfs_doc_equal(mrfs_doc_get(a, "digest"), mrfs_doc_get(b, "digest")) &&
+	       mrfs_doc_equal(mrfs_doc_get(a, "size"), mrfs_doc_get(b, "size")) &&
+	       mrfs_doc_equal(mrfs_doc_get(a, "mode"), mrfs_doc_get(b, "mode"));
+}
+
+static const struct opt diff_opts[] = {
+	{ "mount", 0, true, O_MOUNT },
+	{ "json", 0, false, O_JSON },
+	{ "all", 'a', false, O_FIRST_OWN },
+	{ 0 },
+};
+
+static int cmd_diff(int argc, char **argv)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	const char *args[3] = { NULL, NULL, NULL }, *mount_opt = NULL;
+	struct mrfs_doc *ra = NULL, *rb = NULL, *out = NULL, *jf = NULL, *jm = NULL;
+	struct mrfs_doc *jadd = NULL, *jrm = NULL, *jch = NULL;
+	struct dfile *fa = NULL, *fb = NULL;
+	struct leaves la = { 0 }, lb = { 0 };
+	struct strs keys = { 0 };
+	struct table ft, mt;
+	size_t na = 0, nb = 0, i = 0, k = 0, added = 0, removed = 0, changed = 0, same = 0;
+	bool json = false, all = false;
+	uint32_t a, b;
+	char *mnt = NULL, *va, *vb;
+	int id, nargs = 0, rc = 1;
+
+	while ((id = next_opt(&p, diff_opts)) != OPT_END) {
+		switch (id) {
+		case OPT_BAD:
+			return 2;
+		case OPT_HELP:
+			mrfs_cli_help("diff", stdout);
+			return 0;
+		case O_MOUNT:
+			mount_opt = p.val;
+			break;
+		case O_JSON:
+			json = true;
+			break;
+		case O_FIRST_OWN:
+			all = true;
+			break;
+		default:
+			if (nargs == 3)
+				return usage("unexpected argument '%s'", p.val);
+			args[nargs++] = p.val;
+		}
+	}
+	if (nargs != 3)
+		return usage("usage: mrfs diff MODEL A B (versions as 3 or v3, or aliases)");
+	if (!mrfs_name_valid(args[0]))
+		return usage("'%s' is not a model name", args[0]);
+	if (!(mnt = find_mount(mount_opt)) || resolve(mnt, args[0], args[1], &a) ||
+	    resolve(mnt, args[0], args[2], &b) || version_record(mnt, args[0], a, &ra) ||
+	    version_record(mnt, args[0], b, &rb))
+		goto out;
+
+	fa = files_of(ra, &na);
+	fb = files_of(rb, &nb);
+	table_init(&ft, 3, 0);
+	if (json) {
+		out = mrfs_doc_new();
+		if (!out)
+			oom();
+		mrfs_doc_str(out, "model", args[0]);
+		mrfs_doc_int(out, "a", a);
+		mrfs_doc_int(out, "b", b);
+		jf = mrfs_doc_obj(out, "files");
+		jadd = mrfs_doc_arr(jf, "added");
+		jrm = mrfs_doc_arr(jf, "removed");
+		jch = mrfs_doc_arr(jf, "changed");
+	}
+	while (i < na || k < nb) {
+		int c = i == na ? 1 : k == nb ? -1 : strcmp(fa[i].path, fb[k].path);
+
+		if (c < 0) {
+			removed++;
+			mrfs_doc_str(jrm, NULL, fa[i].path);
+			tcell(&ft, "-");
+			tcell(&ft, fa[i].path);
+			tcell_take(&ft, size_str((uint64_t)dint(fa[i].f, "size", 0)));
+			i++;
+		} else if (c > 0) {
+			added++;
+			mrfs_doc_str(jadd, NULL, fb[k].path);
+			tcell(&ft, "+");
+			tcell(&ft, fb[k].path);
+			tcell_take(&ft, size_str((uint64_t)dint(fb[k].f, "size", 0)));
+			k++;
+		} else {
+			bool eq = same_file(fa[i].f, fb[k].f);
+			char *sa = size_str((uint64_t)dint(fa[i].f, "size", 0));
+			char *sb = size_str((uint64_t)dint(fb[k].f, "size", 0));
+
+			if (!eq) {
+				changed++;
+				mrfs_doc_str(jch, NULL, fa[i].path);
+			} else {
+				same++;
+			}
+			if (!eq || all) {
+				tcell(&ft, eq ? "=" : "~");
+				tcell(&ft, fa[i].path);
+				if (eq)
+					tcell(&ft, sa);
+				else if (!mrfs_doc_equal(mrfs_doc_get(fa[i].f, "mode"),
+							 mrfs_doc_get(fb[k].f, "mode")) &&
+					 mrfs_doc_equal(mrfs_doc_get(fa[i].f, "digest"),
+							mrfs_doc_get(fb[k].f, "digest")))
+					tcell_take(&ft, xfmt("mode %s -> %s",
+							     dstr(fa[i].f, "mode") ?: "?",
+							     dstr(fb[k].f, "mode") ?: "?"));
+				else
+					tcell_take(&ft, xfmt("%s -> %s", sa, sb));
+			}
+			free(sa);
+			free(sb);
+			i++;
+			k++;
+		}
+	}
+	if (jf)
+		mrfs_doc_int(jf, "unchanged", (int64_t)same);
+
+	/* user metadata, flattened */
+	leaves_of(ra, true, &la);
+	leaves_of(rb, true, &lb);
+	for (size_t j = 0; j < la.keys.n; j++)
+		strs_push(&keys, xstrdup(la.keys.v[j]));
+	for (size_t j = 0; j < lb.keys.n; j++)
+		if (!has_str(&keys, lb.keys.v[j]))
+			strs_push(&keys, xstrdup(lb.keys.v[j]));
+	qsort(keys.v, keys.n, sizeof(*keys.v), cmp_str);
+	table_init(&mt, 4, 0);
+	tcell(&mt, "");
+	tcell(&mt, "KEY");
+	tcell_take(&mt, xfmt("v%" PRIu32, a));
+	tcell_take(&mt, xfmt("v%" PRIu32, b));
+	if (json)
+		jm = mrfs_doc_obj(out, "metadata");
+	for (size_t j = 0; j < keys.n; j++) {
+		struct mrfs_doc *x = leaf_get(&la, keys.v[j]), *y = leaf_get(&lb, keys.v[j]);
+		bool eq = x && y && mrfs_doc_equal(x, y);
+
+		if (eq && !all)
+			continue;
+		if (jm) {
+			struct mrfs_doc *o = mrfs_doc_obj(jm, keys.v[j]);
+
+			if (!x)
+				mrfs_doc_null(o, "a");
+			else if (mrfs_doc_set(o, "a", x))
+				oom();
+			if (!y)
+				mrfs_doc_null(o, "b");
+			else if (mrfs_doc_set(o, "b", y))
+				oom();
+		}
+		va = x ? cell_str(x) : xstrdup("");
+		vb = y ? cell_str(y) : xstrdup("");
+		tcell(&mt, eq ? "=" : !x ? "+" : !y ? "-" : "~");
+		tcell(&mt, keys.v[j]);
+		tcell_take(&mt, va);
+		tcell_take(&mt, vb);
+	}
+
+	if (json) {
+		size_t len;
+		char *text = mrfs_doc_dump(out, 1, &len);
+
+		if (!text)
+			oom();
+		fputs(text, stdout);
+		free(text);
+	} else {
+		printf("%s v%" PRIu32 " -> v%" PRIu32 ": %zu added, %zu removed, %zu changed, "
+		       "%zu unchanged\n", args[0], a, b, added, removed, changed, same);
+		if (ft.cells.n) {
+			printf("\nfiles\n");
+			table_print(&ft, "  ");
+		}
+		if (mt.cells.n > 4) {
+			printf("\nmetadata\n");
+			table_print(&mt, "  ");
+		} else {
+			printf("\nmetadata: %s\n", keys.n ? "the same" : "none");
+		}
+	}
+	table_release(&ft);
+	table_release(&mt);
+	rc = 0;
+out:
+	leaves_release(&la);
+	leaves_release(&lb);
+	strs_release(&keys);
+	free(fa);
+	free(fb);
+	mrfs_doc_free(out);
+	mrfs_doc_free(ra);
+	mrfs_doc_free(rb);
+	free(mnt);
+	return rc;
 }

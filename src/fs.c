@@ -94,7 +94,16 @@ struct dent {
 	mode_t type;
 };
 
+/*
+ * An open file or directory. fi->fh holds its id, not its address: the
+ * kernel may send release while a read of an interrupted caller is still
+ * being served, so every operation takes a reference through the table and
+ * the last one frees the handle.
+ */
 struct handle {
+	uint64_t id;
+	int refs;		/* under fs->hlock */
+	struct handle *next;	/* in its bucket */
 	enum htype type;
 	struct mrfs_file *file; /* H_CONTENT: NULL for an empty file */
 	char *buf;		/* H_BUF */
@@ -116,6 +125,9 @@ struct mrfs_fs {
 	int tmp_fd;
 	pthread_mutex_t wlock;
 	struct wnode *wnodes;
+	pthread_mutex_t hlock; /* guards the handle table */
+	struct handle *handles[256];
+	uint64_t next_handle;
 	pthread_mutex_t at_lock; /* guards at, nat */
 	struct at_entry *at;
 	size_t nat, capat;
@@ -651,6 +663,74 @@ static int wnode_commit(struct mrfs_fs *fs, struct wnode *w, struct mrfs_err *er
 	w->base = nd.file;
 	w->size = nd.size;
 	return 0;
+}
+
+/* ---- handles ------------------------------------------------------------------ */
+
+static struct handle *handle_new(enum htype type)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (h)
+		h->type = type;
+	return h;
+}
+
+/* Free @h and what it holds (it is in no table). */
+static void handle_destroy(struct mrfs_fs *fs, struct handle *h)
+{
+	if (!h)
+		return;
+	if (h->wn)
+		wnode_put(fs, h->wn, h->writer, h->active);
+	for (size_t i = 0; i < h->ndents; i++)
+		free(h->dents[i].name);
+	free(h->dents);
+	free(h->buf);
+	mrfs_file_free(h->file);
+	free(h);
+}
+
+/* Enter @h in the table (one reference: the open) and hand it to @fi. */
+static void handle_open(struct mrfs_fs *fs, struct handle *h, struct fuse_file_info *fi)
+{
+	pthread_mutex_lock(&fs->hlock);
+	h->id = ++fs->next_handle;
+	h->refs = 1;
+	h->next = fs->handles[h->id % 256];
+	fs->handles[h->id % 256] = h;
+	pthread_mutex_unlock(&fs->hlock);
+	fi->fh = h->id;
+}
+
+/* The handle of @fi with a reference taken, or NULL (already released).
+ * With @close, it also leaves the table: release's job. */
+static struct handle *handle_get(struct mrfs_fs *fs, struct fuse_file_info *fi, bool close)
+{
+	struct handle **pp, *h;
+
+	pthread_mutex_lock(&fs->hlock);
+	for (pp = &fs->handles[fi->fh % 256]; (h = *pp) && h->id != fi->fh; pp = &h->next)
+		;
+	if (h) {
+		if (close)
+			*pp = h->next; /* the table's reference passes to the caller */
+		else
+			h->refs++;
+	}
+	pthread_mutex_unlock(&fs->hlock);
+	return h;
+}
+
+static void handle_put(struct mrfs_fs *fs, struct handle *h)
+{
+	bool last;
+
+	pthread_mutex_lock(&fs->hlock);
+	last = --h->refs == 0;
+	pthread_mutex_unlock(&fs->hlock);
+	if (last)
+		handle_destroy(fs, h);
 }
 
 /* ---- the serving view and time travel ------------------------------------------ */
@@ -1657,10 +1737,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if (is_record(ino) && fi && to_set == FUSE_SET_ATTR_SIZE) {
-		struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-		if (h->type == H_BUF && (size_t)attr->st_size <= h->len) {
+		struct handle *h = handle_get(fs, fi, false);
+		bool done = h && h->type == H_BUF && (size_t)attr->st_size <= h->len;
+		if (done) {
 			h->len = (size_t)attr->st_size;
 			h->dirty = true;
+		}
+		if (h)
+			handle_put(fs, h);
+		if (done) {
 			op_getattr(req, ino, NULL);
 			return;
 		}
@@ -1680,25 +1765,6 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 }
 
 /* ---- opening, reading, writing ------------------------------------------------ */
-
-static struct handle *handle_new(enum htype type)
-{
-	struct handle *h = calloc(1, sizeof(*h));
-
-	if (h)
-		h->type = type;
-	return h;
-}
-
-static void handle_free(struct handle *h)
-{
-	for (size_t i = 0; i < h->ndents; i++)
-		free(h->dents[i].name);
-	free(h->dents);
-	free(h->buf);
-	mrfs_file_free(h->file);
-	free(h);
-}
 
 struct history_buf {
 	char *buf;
@@ -1861,14 +1927,11 @@ static void open_node(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 out:
 	mrfs_txn_abort(txn);
 	if (rc) {
-		if (w)
-			wnode_put(fs, w, h->writer, h->active);
-		if (h)
-			handle_free(h);
+		handle_destroy(fs, h); /* with its wnode reference, if any */
 		fail(req, rc, "open", ino, NULL, why);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
+	handle_open(fs, h, fi);
 	fuse_reply_open(req, fi);
 }
 
@@ -1900,13 +1963,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
 		h->dirty = true; /* an empty document, unless something is written */
 	} else if ((rc = render(fs, ino, h))) {
-		handle_free(h);
+		handle_destroy(fs, h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	/* generated on open: never serve an old rendering from the cache */
 	fi->direct_io = 1;
-	fi->fh = (uintptr_t)h;
+	handle_open(fs, h, fi);
 	fuse_reply_open(req, fi);
 }
 
@@ -1955,20 +2018,35 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		mrfs_txn_abort(txn);
 	}
 	if (rc) {
-		wnode_put(fs, h->wn, true, true);
-		handle_free(h);
+		handle_destroy(fs, h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
+	handle_open(fs, h, fi);
 	fuse_reply_create(req, &e, fi);
 }
+
+static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
+			off_t off);
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct mrfs_fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = handle_get(fs, fi, false);
+
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	read_handle(req, ino, h, size, off);
+	handle_put(fs, h);
+}
+
+static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
+			off_t off)
+{
+	struct mrfs_fs *fs = fs_of(req);
 	int rc;
 
 	if (h->type == H_BUF) {
@@ -2025,11 +2103,27 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_err(req, EISDIR);
 }
 
+static void write_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, const char *buf,
+			 size_t size, off_t off);
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
 	struct mrfs_fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = handle_get(fs, fi, false);
+
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	write_handle(req, ino, h, buf, size, off);
+	handle_put(fs, h);
+}
+
+static void write_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, const char *buf,
+			 size_t size, off_t off)
+{
+	struct mrfs_fs *fs = fs_of(req);
 	int rc;
 
 	if (h->type == H_BUF) {
@@ -2096,9 +2190,13 @@ static int commit_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h)
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mrfs_fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = handle_get(fs, fi, false);
 	int rc = 0;
 
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (h->type == H_BUF) {
 		/* a shell's `> f` closes a dup before it writes: wait for the data */
 		if (h->written)
@@ -2112,33 +2210,40 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		pthread_mutex_unlock(&fs->wlock);
 	}
+	handle_put(fs, h);
 	fuse_reply_err(req, -rc);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = handle_get(fs, fi, false);
+	int rc = 0;
 
 	(void)datasync;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (h->type == H_BUF)
-		fuse_reply_err(req, -apply_record(req, h));
-	else
-		fuse_reply_err(req, h->type == H_NODE && h->writer ? -commit_handle(req, ino, h) : 0);
+		rc = apply_record(req, h);
+	else if (h->type == H_NODE && h->writer)
+		rc = commit_handle(req, ino, h);
+	handle_put(fs, h);
+	fuse_reply_err(req, -rc);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mrfs_fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = handle_get(fs, fi, true);
 
-	if (h->type == H_NODE) {
-		if (h->writer)
-			commit_handle(req, ino, h);
-		wnode_put(fs, h->wn, h->writer, h->active);
-	} else if (h->type == H_BUF) {
+	if (h && h->type == H_NODE && h->writer)
+		commit_handle(req, ino, h);
+	else if (h && h->type == H_BUF)
 		apply_record(req, h);
-	}
-	handle_free(h);
+	if (h)
+		handle_put(fs, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -2367,24 +2472,28 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		mrfs_txn_abort(txn);
 	}
 	if (rc) {
-		handle_free(l.h);
+		handle_destroy(fs, l.h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uintptr_t)l.h;
+	handle_open(fs, l.h, fi);
 	fuse_reply_open(req, fi);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = handle_get(fs, fi, false);
 	char *buf = malloc(size);
 	size_t used = 0;
 
 	(void)ino;
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	if (!buf || !h) {
+		fuse_reply_err(req, buf ? EBADF : ENOMEM);
+		free(buf);
+		if (h)
+			handle_put(fs, h);
 		return;
 	}
 	for (size_t i = (size_t)off; i < h->ndents; i++) {
@@ -2397,12 +2506,17 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	handle_put(fs, h);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = handle_get(fs, fi, true);
+
 	(void)ino;
-	handle_free((struct handle *)(uintptr_t)fi->fh);
+	if (h)
+		handle_put(fs, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -2497,6 +2611,7 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 	fs.tmp_fd = -1;
 	fs.admin_gid = (gid_t)-1;
 	pthread_mutex_init(&fs.at_lock, NULL);
+	pthread_mutex_init(&fs.hlock, NULL);
 	if (o->admin_group) {
 		struct group *g = getgrnam(o->admin_group);
 		char *end;
@@ -2567,6 +2682,7 @@ out_free:
 	fs_close(&fs);
 	pthread_mutex_destroy(&fs.wlock);
 	pthread_mutex_destroy(&fs.at_lock);
+	pthread_mutex_destroy(&fs.hlock);
 	free(fs.at);
 	free(fs.mountpoint);
 	free(dir);
