@@ -362,7 +362,13 @@ static void tcell(struct table *t, const char *s)
 	strs_push(&t->cells, xstrdup(s && *s ? s : "-"));
 }
 
-/* Add the next cell, taking @s (new). */
+/* Add an empty cell (a header over markers). */
+static void tcell_blank(struct table *t)
+{
+	strs_push(&t->cells, xstrdup(""));
+}
+
+/* Add the next cell, taking @s (new; empty shows as "-"). */
 static void tcell_take(struct table *t, char *s)
 {
 	if (!*s) {
@@ -534,8 +540,8 @@ static char json_err[256];
 /* Parse the JSON file @path: 0, -errno, or -EBADMSG (why in json_err). */
 static int load_json(const char *path, struct mrfs_doc **out)
 {
-	char *text;
-	size_t len;
+	char *text = NULL;
+	size_t len = 0;
 	int rc = slurp(path, &text, &len);
 
 	if (rc)
@@ -662,7 +668,8 @@ static char *cell_str(struct mrfs_doc *v)
 
 /* Members of version records that mrfs manages; the rest is user metadata. */
 static const char *const version_managed[] = {
-	"model", "version", "state", "created", "sealed", "size", "digest", "files", "aliases", NULL,
+	"model", "version", "state",  "created", "sealed",
+	"size",	 "digest",  "files", "aliases", NULL,
 };
 
 static bool is_managed(const char *key)
@@ -908,8 +915,8 @@ static int parse_ref(const char *ref, char **model, char **spec)
 	if (!mrfs_name_valid(*model) || (colon && !colon[1])) {
 		free(*model);
 		free(*spec);
-		return usage("'%s' is not a reference (MODEL, MODEL:vN, MODEL:ALIAS or MODEL:latest)",
-			     ref);
+		return usage("'%s' is not a reference "
+			     "(MODEL, MODEL:vN, MODEL:ALIAS or MODEL:latest)", ref);
 	}
 	return 0;
 }
@@ -965,8 +972,8 @@ static int set_alias(const char *mnt, const char *model, const char *alias, uint
 	case 0:
 		break;
 	case -EACCES:
-		error("'%s' is a protected alias of %s: only its owner, root or the admin group may move it",
-		      alias, model);
+		error("'%s' is a protected alias of %s: only its owner, root or the admin "
+		      "group may move it", alias, model);
 		break;
 	case -EPERM:
 		error("%s's policy refuses to point '%s' at v%" PRIu32
@@ -977,8 +984,8 @@ static int set_alias(const char *mnt, const char *model, const char *alias, uint
 		error("%s has no version %" PRIu32, model, n);
 		break;
 	case -EBUSY:
-		error("cannot seal %s:v%" PRIu32 " for '%s': a file of it is open for writing", model, n,
-		      alias);
+		error("cannot seal %s:v%" PRIu32 " for '%s': a file of it is open for writing",
+		      model, n, alias);
 		break;
 	default:
 		error("cannot point %s:%s at v%" PRIu32 ": %s", model, alias, n, strerror(-rc));
@@ -1389,7 +1396,7 @@ static int git_lineage(const char *dir, struct mrfs_doc **out)
 		else
 			mrfs_doc_str(code, "patch", patch);
 		if (strlen(patch) <= PATCH_MAX && !mrfs_doc_get(code, "patch"))
-			warning("--git: the uncommitted changes are not UTF-8 text: patch left out");
+			warning("--git: the uncommitted changes are not UTF-8: patch left out");
 	}
 	free(patch);
 	*out = code;
@@ -1717,10 +1724,9 @@ static int cmd_log(int argc, char **argv)
 		}
 	}
 	made = false; /* from here on the version stays */
-	if (alias && set_alias(mnt, model, alias, n))
-		goto out;
+	/* the version is logged even if the alias is refused: say which */
 	printf("%s:v%" PRIu32 "\n", model, n);
-	rc = 0;
+	rc = alias && set_alias(mnt, model, alias, n) ? 1 : 0;
 out:
 	/* a failed log leaves nothing behind (the number stays used) */
 	if (made && vdir)
@@ -1785,17 +1791,19 @@ static int cmd_promote(int argc, char **argv)
 			if (rc == -ENOENT)
 				error("%s has no version %" PRIu32, args[0], n);
 			else
-				error("cannot look up %s:v%" PRIu32 ": %s", args[0], n, strerror(-rc));
+				error("cannot look up %s:v%" PRIu32 ": %s", args[0], n,
+				      strerror(-rc));
 		}
 	}
 	if (!rc) {
 		had = read_alias(mnt, args[0], alias, &old);
 		if (had && had != -ENOENT)
 			rc = had;
-		else
-			rc = set_alias(mnt, args[0], alias, n);
-		if (!rc && !had && old != n)
-			printf("%s:%s -> v%" PRIu32 " (was v%" PRIu32 ")\n", args[0], alias, n, old);
+		else if (!had && old == n)
+			printf("%s:%s -> v%" PRIu32 " (already)\n", args[0], alias, n);
+		else if (!(rc = set_alias(mnt, args[0], alias, n)) && !had)
+			printf("%s:%s -> v%" PRIu32 " (was v%" PRIu32 ")\n", args[0], alias, n,
+			       old);
 		else if (!rc)
 			printf("%s:%s -> v%" PRIu32 "\n", args[0], alias, n);
 	}
@@ -2113,23 +2121,44 @@ static int collect_versions(const char *mnt, const char *model, const struct whe
 	return rc;
 }
 
-/* The metric to show beside versions: the first member of "metrics" in
- * the newest version that has one. New, or NULL. */
+/* The metric to show beside versions: the numeric member of "metrics" that
+ * most versions have; on a tie, the first of the newest. New, or NULL. */
 static char *pick_metric(struct vrows *rows)
 {
+	struct strs keys = { 0 };
+	size_t *count = NULL, best = 0;
+	char *key = NULL;
+
 	for (size_t i = rows->n; i-- > 0;) {
 		struct leaves l;
-		char *key = NULL;
 
 		leaves_of(mrfs_doc_get(rows->v[i].rec, "metrics"), false, &l);
-		for (size_t k = 0; k < l.keys.n && !key; k++)
-			if (is_number(l.vals[k]))
-				key = xfmt("metrics.%s", l.keys.v[k]);
+		for (size_t k = 0; k < l.keys.n; k++) {
+			size_t j = 0;
+
+			if (!is_number(l.vals[k]))
+				continue;
+			while (j < keys.n && strcmp(keys.v[j], l.keys.v[k]))
+				j++;
+			if (j == keys.n) {
+				strs_push(&keys, xstrdup(l.keys.v[k]));
+				count = xrealloc(count, keys.cap * sizeof(*count));
+				count[j] = 0;
+			}
+			count[j]++;
+		}
 		leaves_release(&l);
-		if (key)
-			return key;
 	}
-	return NULL;
+	for (size_t j = 0; j < keys.n; j++) {
+		if (count[j] > best) {
+			best = count[j];
+			free(key);
+			key = xfmt("metrics.%s", keys.v[j]);
+		}
+	}
+	free(count);
+	strs_release(&keys);
+	return key;
 }
 
 static void print_versions(struct vrows *rows, bool many, const char *metric)
@@ -2137,7 +2166,8 @@ static void print_versions(struct vrows *rows, bool many, const char *metric)
 	struct table t;
 	char when[64];
 
-	table_init(&t, metric ? 7 : 6, metric ? (1u << 2 | 1u << 3 | 1u << 6) : (1u << 2 | 1u << 3));
+	/* SIZE, FILES and the metric align right */
+	table_init(&t, metric ? 7 : 6, 1u << 2 | 1u << 3 | (metric ? 1u << 6 : 0));
 	tcell(&t, "VERSION");
 	tcell(&t, "STATE");
 	tcell(&t, "SIZE");
@@ -2861,7 +2891,7 @@ static int cmd_diff(int argc, char **argv)
 			strs_push(&keys, xstrdup(lb.keys.v[j]));
 	qsort(keys.v, keys.n, sizeof(*keys.v), cmp_str);
 	table_init(&mt, 4, 0);
-	tcell(&mt, "");
+	tcell_blank(&mt);
 	tcell(&mt, "KEY");
 	tcell_take(&mt, xfmt("v%" PRIu32, a));
 	tcell_take(&mt, xfmt("v%" PRIu32, b));
@@ -2928,5 +2958,1000 @@ out:
 	mrfs_doc_free(ra);
 	mrfs_doc_free(rb);
 	free(mnt);
+	return rc;
+}
+
+/* ---- history -------------------------------------------------------------------- */
+
+/* The event's own members for people: "production v3 -> v4". */
+static char *event_details(struct mrfs_doc *ev)
+{
+	static const char *const common[] = { "seq", "time", "event", "model", "uid",
+					      "user", "pid", "comm", NULL };
+	const char *event = dstr(ev, "event"), *alias = dstr(ev, "alias");
+	int64_t v = dint(ev, "version", 0), from = dint(ev, "from", 0), to = dint(ev, "to", 0);
+	struct mrfs_doc *keys = mrfs_doc_get(ev, "keys");
+	struct leaves l;
+	char *out, *next;
+
+	if (!event)
+		event = "";
+	if (alias && !strcmp(event, "alias.set"))
+		return xfmt("%s -> v%" PRId64, alias, to);
+	if (alias && !strcmp(event, "alias.move"))
+		return xfmt("%s v%" PRId64 " -> v%" PRId64, alias, from, to);
+	if (alias && !strcmp(event, "alias.delete"))
+		return xfmt("%s (was v%" PRId64 ")", alias, from);
+	if (!strcmp(event, "model.rename"))
+		return xfmt("%s -> %s", dstr(ev, "from") ?: "?", dstr(ev, "to") ?: "?");
+	if (!strcmp(event, "version.seal") && v > 0) {
+		char *size = size_str((uint64_t)dint(ev, "size", 0));
+		int64_t files = dint(ev, "files", 0);
+
+		out = xfmt("v%" PRId64 " (%s, %" PRId64 " file%s)", v, size, files,
+			   files == 1 ? "" : "s");
+		free(size);
+		return out;
+	}
+	if (!strcmp(event, "version.create") || !strcmp(event, "version.delete"))
+		return v > 0 ? xfmt("v%" PRId64, v) : xstrdup("");
+	if (keys) {
+		char *list = xstrdup("");
+
+		for (size_t i = 0; i < mrfs_doc_len(keys); i++) {
+			char *k = value_str(mrfs_doc_at(keys, i));
+
+			next = xfmt("%s%s%s", list, i ? ", " : "", k);
+			free(k);
+			free(list);
+			list = next;
+		}
+		out = v > 0 ? xfmt("v%" PRId64 ": %s", v, list) : xfmt("model: %s", list);
+		free(list);
+		return out;
+	}
+	/* anything else: its own members as key=value */
+	leaves_of(ev, false, &l);
+	out = xstrdup("");
+	for (size_t i = 0; i < l.keys.n; i++) {
+		bool skip = false;
+		char *val;
+
+		for (int c = 0; common[c]; c++)
+			skip |= !strcmp(common[c], l.keys.v[i]);
+		if (skip)
+			continue;
+		val = cell_str(l.vals[i]);
+		next = xfmt("%s%s%s=%s", out, *out ? " " : "", l.keys.v[i], val);
+		free(val);
+		free(out);
+		out = next;
+	}
+	leaves_release(&l);
+	return out;
+}
+
+struct hist {
+	const char *model; /* only this model's events (reading /history), or NULL */
+	const char *alias;
+	const char *event;
+	int64_t since;
+	bool has_since;
+	struct strs lines;
+	struct table t;
+};
+
+static bool event_is(const char *event, const char *want)
+{
+	size_t n = strlen(want);
+
+	if (!strcmp(event, want))
+		return true;
+	return !strchr(want, '.') && !strncmp(event, want, n) && event[n] == '.';
+}
+
+static int hist_cb(void *ctx, const char *line, struct mrfs_doc *ev)
+{
+	struct hist *h = ctx;
+	const char *event = dstr(ev, "event"), *model = dstr(ev, "model");
+	const char *alias = dstr(ev, "alias");
+	char when[64];
+	int64_t t;
+
+	if (h->model && (!model || strcmp(model, h->model)) &&
+	    !(event && !strcmp(event, "model.rename") && dstr(ev, "from") &&
+	      !strcmp(dstr(ev, "from"), h->model)))
+		return 0;
+	if (h->alias && (!alias || strcmp(alias, h->alias)))
+		return 0;
+	if (h->event && (!event || !event_is(event, h->event)))
+		return 0;
+	if (!dtime(ev, "time", &t))
+		t = 0;
+	if (h->has_since && t < h->since)
+		return 0;
+	strs_push(&h->lines, xstrdup(line));
+	tcell_take(&h->t, xfmt("%" PRId64, dint(ev, "seq", 0)));
+	if (t) {
+		fmt_time(t, true, when, sizeof(when));
+		tcell(&h->t, when);
+	} else {
+		tcell(&h->t, NULL);
+	}
+	tcell(&h->t, event);
+	tcell(&h->t, model);
+	tcell_take(&h->t, event_details(ev));
+	tcell(&h->t, dstr(ev, "user"));
+	tcell(&h->t, dstr(ev, "comm"));
+	return 0;
+}
+
+static const struct opt history_opts[] = {
+	{ "mount", 0, true, O_MOUNT },
+	{ "json", 0, false, O_JSON },
+	{ "alias", 0, true, O_FIRST_OWN },
+	{ "since", 0, true, O_FIRST_OWN + 1 },
+	{ "event", 'e', true, O_FIRST_OWN + 2 },
+	{ "last", 'n', true, O_FIRST_OWN + 3 },
+	{ 0 },
+};
+
+static int cmd_history(int argc, char **argv)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	const char *mount_opt = NULL, *model = NULL;
+	struct hist h = { 0 };
+	bool json = false;
+	char *mnt = NULL, *path = NULL, *end;
+	unsigned long last = 0;
+	size_t skip = 0;
+	struct stat st;
+	int id, rc = 1;
+
+	while ((id = next_opt(&p, history_opts)) != OPT_END) {
+		switch (id) {
+		case OPT_BAD:
+			return 2;
+		case OPT_HELP:
+			mrfs_cli_help("history", stdout);
+			return 0;
+		case O_MOUNT:
+			mount_opt = p.val;
+			break;
+		case O_JSON:
+			json = true;
+			break;
+		case O_FIRST_OWN:
+			if (!alias_name_ok(p.val))
+				return usage("'%s' is not an alias name", p.val);
+			h.alias = p.val;
+			break;
+		case O_FIRST_OWN + 1:
+			if (mrfs_time_parse(p.val, &h.since))
+				return usage("--since: '%s' is not an RFC 3339 time "
+					     "such as 2026-11-27T05:30:00Z", p.val);
+			h.has_since = true;
+			break;
+		case O_FIRST_OWN + 2:
+			h.event = p.val;
+			break;
+		case O_FIRST_OWN + 3:
+			errno = 0;
+			last = strtoul(p.val, &end, 10);
+			if (*end || errno || !*p.val || p.val[0] == '-')
+				return usage("-n wants a number of events, not '%s'", p.val);
+			break;
+		default:
+			if (model)
+				return usage("unexpected argument '%s'", p.val);
+			model = p.val;
+		}
+	}
+	if (model && !mrfs_name_valid(model))
+		return usage("'%s' is not a model name", model);
+	if (!(mnt = find_mount(mount_opt)))
+		return 1;
+	table_init(&h.t, 7, 1u);
+	tcell(&h.t, "SEQ");
+	tcell(&h.t, "TIME");
+	tcell(&h.t, "EVENT");
+	tcell(&h.t, "MODEL");
+	tcell(&h.t, "DETAILS");
+	tcell(&h.t, "USER");
+	tcell(&h.t, "COMM");
+	if (model) {
+		path = xfmt("%s/models/%s", mnt, model);
+		if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+			free(path);
+			path = xfmt("%s/models/%s/history", mnt, model);
+		} else {
+			/* no such model today: its events under that name */
+			free(path);
+			path = xfmt("%s/history", mnt);
+			h.model = model;
+		}
+	} else {
+		path = xfmt("%s/history", mnt);
+	}
+	rc = each_event(path, hist_cb, &h);
+	if (rc) {
+		error("cannot read %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	if (h.model && !h.lines.n) {
+		error("no model '%s', and no events of one", model);
+		rc = -ENOENT;
+		goto out;
+	}
+	if (last && h.lines.n > last)
+		skip = h.lines.n - last;
+	if (json) {
+		for (size_t i = skip; i < h.lines.n; i++)
+			puts(h.lines.v[i]);
+	} else {
+		/* drop the rows before the last -n, keeping the header */
+		for (size_t i = 0; i < skip * h.t.ncols; i++)
+			free(h.t.cells.v[h.t.ncols + i]);
+		memmove(h.t.cells.v + h.t.ncols, h.t.cells.v + h.t.ncols + skip * h.t.ncols,
+			(h.t.cells.n - h.t.ncols - skip * h.t.ncols) * sizeof(char *));
+		h.t.cells.n -= skip * h.t.ncols;
+		table_print(&h.t, "");
+	}
+out:
+	table_release(&h.t);
+	strs_release(&h.lines);
+	free(path);
+	free(mnt);
+	return rc ? 1 : 0;
+}
+
+/* ---- store commands -------------------------------------------------------------- */
+
+static const struct opt store_opts[] = {
+	{ "store", 0, true, O_STORE },
+	{ "json", 0, false, O_JSON },
+	{ 0 },
+};
+
+/* Open the store @dir; with !@create, one must be there already. */
+static int open_store(const char *dir, bool create, bool read_only, struct mrfs_store **out)
+{
+	struct mrfs_store_options o = { .read_only = read_only };
+	char *mdb = xfmt("%s/data.mdb", dir);
+	struct stat st;
+	int rc;
+
+	if (!create && stat(mdb, &st)) {
+		rc = -errno;
+		if (rc == -ENOENT)
+			error("no store at %s (mrfs init makes one; --store DIR names another)",
+			      dir);
+		else
+			error("cannot open store %s: %s", dir, strerror(-rc));
+		free(mdb);
+		return rc;
+	}
+	free(mdb);
+	rc = mrfs_store_open(dir, &o, out);
+	if (rc)
+		error("cannot open store %s: %s", dir, strerror(-rc));
+	return rc;
+}
+
+/* Parse the options of a store command: --store, --json (if @json_ok),
+ * and @nargs arguments into @args. Returns -1 to go on, or an exit status. */
+static int store_args(int argc, char **argv, const char **dir, char *buf, size_t size,
+		      bool *json, const char **args, int nargs, const char *synopsis)
+{
+	struct parser p = { argc, argv, 1, false, NULL };
+	int id, n = 0;
+
+	*dir = NULL;
+	while ((id = next_opt(&p, store_opts)) != OPT_END) {
+		switch (id) {
+		case OPT_BAD:
+			return 2;
+		case OPT_HELP:
+			mrfs_cli_help(cmdname, stdout);
+			return 0;
+		case O_STORE:
+			*dir = p.val;
+			break;
+		case O_JSON:
+			if (!json)
+				return usage("unknown option '--json'");
+			*json = true;
+			break;
+		default:
+			if (n == nargs)
+				return usage("unexpected argument '%s'", p.val);
+			args[n++] = p.val;
+		}
+	}
+	if (n < nargs)
+		return usage("usage: %s", synopsis);
+	if (!*dir)
+		*dir = mrfs_cli_default_store(buf, size);
+	return -1;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	struct mrfs_store *store;
+	const char *dir;
+	char buf[4096];
+	int rc = store_args(argc, argv, &dir, buf, sizeof(buf), NULL, NULL, 0,
+			    "mrfs init [--store DIR]");
+
+	if (rc >= 0)
+		return rc;
+	if (open_store(dir, true, false, &store))
+		return 1;
+	mrfs_store_close(store);
+	printf("store ready at %s\n", dir);
+	return 0;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	struct mrfs_store *store;
+	struct mrfs_store_stats st;
+	const char *dir;
+	char buf[4096], a[32], b[32];
+	bool json = false;
+	int rc = store_args(argc, argv, &dir, buf, sizeof(buf), &json, NULL, 0,
+			    "mrfs stats [--store DIR] [--json]");
+
+	if (rc >= 0)
+		return rc;
+	if (open_store(dir, false, true, &store))
+		return 1;
+	rc = mrfs_store_stats(store, &st);
+	mrfs_store_close(store);
+	if (rc) {
+		error("cannot read the store's statistics: %s", strerror(-rc));
+		return 1;
+	}
+	if (json) {
+		struct mrfs_doc *d = mrfs_doc_new();
+		size_t len;
+		char *text;
+
+		if (!d)
+			oom();
+		mrfs_doc_str(d, "store", dir);
+		mrfs_doc_int(d, "logical_bytes", (int64_t)st.logical_bytes);
+		mrfs_doc_int(d, "stored_bytes", (int64_t)st.stored_bytes);
+		mrfs_doc_int(d, "files", (int64_t)st.files);
+		mrfs_doc_int(d, "chunks", (int64_t)st.chunks);
+		mrfs_doc_int(d, "dead_chunks", (int64_t)st.dead_chunks);
+		mrfs_doc_int(d, "packs", (int64_t)st.packs);
+		mrfs_doc_int(d, "pack_bytes", (int64_t)st.pack_bytes);
+		text = mrfs_doc_dump(d, 1, &len);
+		mrfs_doc_free(d);
+		if (!text)
+			oom();
+		fputs(text, stdout);
+		free(text);
+		return 0;
+	}
+	fmt_size(st.logical_bytes, a, sizeof(a));
+	printf("store        %s\n", dir);
+	printf("logical      %s (%" PRIu64 " bytes in %" PRIu64 " files)\n", a, st.logical_bytes,
+	       st.files);
+	fmt_size(st.stored_bytes, a, sizeof(a));
+	printf("stored       %s (%" PRIu64 " bytes)\n", a, st.stored_bytes);
+	printf("dedup ratio  %.2fx\n",
+	       st.stored_bytes ? (double)st.logical_bytes / (double)st.stored_bytes : 1.0);
+	printf("chunks       %" PRIu64 " (%" PRIu64 " unreferenced)\n", st.chunks, st.dead_chunks);
+	fmt_size(st.pack_bytes, b, sizeof(b));
+	printf("packs        %" PRIu64 " (%s on disk)\n", st.packs, b);
+	return 0;
+}
+
+/* ---- verify ---- */
+
+struct use {
+	uint64_t file;
+	char *model;
+	uint32_t version;
+	char *path;
+};
+
+struct problem {
+	uint64_t file;
+	char *what;
+};
+
+struct vfy {
+	struct problem *p;
+	size_t np, cap;
+	uint64_t *ids; /* the problems' file ids, sorted, unique */
+	size_t nids;
+	struct use *uses;
+	size_t nuses, ucap;
+	struct mrfs_txn *txn;
+	const struct mrfs_model *m;
+	const struct mrfs_version *v;
+};
+
+static void verify_cb(void *ctx, uint64_t file, const char *what)
+{
+	struct vfy *x = ctx;
+
+	if (x->np == x->cap) {
+		x->cap = x->cap ? 2 * x->cap : 16;
+		x->p = xrealloc(x->p, x->cap * sizeof(*x->p));
+	}
+	x->p[x->np++] = (struct problem){ file, xstrdup(what) };
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int vfy_file_cb(void *ctx, const char *path, const struct mrfs_node *nd)
+{
+	struct vfy *x = ctx;
+
+	if (!nd->file || !bsearch(&nd->file, x->ids, x->nids, sizeof(*x->ids), cmp_u64))
+		return 0;
+	if (x->nuses == x->ucap) {
+		x->ucap = x->ucap ? 2 * x->ucap : 16;
+		x->uses = xrealloc(x->uses, x->ucap * sizeof(*x->uses));
+	}
+	x->uses[x->nuses++] = (struct use){ nd->file, xstrdup(x->m->name), x->v->n, xstrdup(path) };
+	return 0;
+}
+
+static int vfy_version_cb(void *ctx, const struct mrfs_version *v)
+{
+	struct vfy *x = ctx;
+
+	x->v = v;
+	return mrfs_version_files(x->txn, v->id, vfy_file_cb, x);
+}
+
+static int vfy_model_cb(void *ctx, const struct mrfs_model *m)
+{
+	struct vfy *x = ctx;
+
+	x->m = m;
+	return mrfs_versions_walk(x->txn, m->id, 0, vfy_version_cb, x);
+}
+
+/* Which models, versions and paths use the files of the problems. */
+static int map_problems(struct mrfs_store *store, struct vfy *x)
+{
+	int rc;
+
+	x->ids = xcalloc(x->np, sizeof(*x->ids));
+	for (size_t i = 0; i < x->np; i++)
+		if (x->p[i].file)
+			x->ids[x->nids++] = x->p[i].file;
+	if (!x->nids)
+		return 0;
+	qsort(x->ids, x->nids, sizeof(*x->ids), cmp_u64);
+	{
+		size_t u = 1;
+		for (size_t i = 1; i < x->nids; i++)
+			if (x->ids[i] != x->ids[u - 1])
+				x->ids[u++] = x->ids[i];
+		x->nids = u;
+	}
+	if ((rc = mrfs_txn_begin(store, false, &x->txn)))
+		return rc;
+	rc = mrfs_models_walk(x->txn, NULL, vfy_model_cb, x);
+	mrfs_txn_abort(x->txn);
+	x->txn = NULL;
+	return rc < 0 ? rc : 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct mrfs_store *store;
+	struct vfy x = { 0 };
+	struct progress pg;
+	struct strs affected = { 0 };
+	const char *dir;
+	char buf[4096];
+	bool json = false;
+	int rc = store_args(argc, argv, &dir, buf, sizeof(buf), &json, NULL, 0,
+			    "mrfs verify [--store DIR] [--json]");
+
+	if (rc >= 0)
+		return rc;
+	if (open_store(dir, false, true, &store))
+		return 1;
+	progress_start(&pg, "verify");
+	rc = mrfs_store_verify_progress(store, verify_cb, &x, progress_cb, &pg);
+	progress_end(&pg);
+	if (rc < 0) {
+		error("cannot check the store: %s", strerror(-rc));
+		rc = 1;
+		goto out;
+	}
+	if (x.np && (rc = map_problems(store, &x))) {
+		error("cannot map the damaged files to models: %s", strerror(-rc));
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < x.nuses; i++) {
+		char *ref = xfmt("%s:v%" PRIu32, x.uses[i].model, x.uses[i].version);
+
+		if (!has_str(&affected, ref))
+			strs_push(&affected, ref);
+		else
+			free(ref);
+	}
+	if (json) {
+		struct mrfs_doc *d = mrfs_doc_new(), *arr, *aff;
+		size_t len;
+		char *text;
+
+		if (!d)
+			oom();
+		mrfs_doc_str(d, "store", dir);
+		mrfs_doc_bool(d, "ok", x.np == 0);
+		arr = mrfs_doc_arr(d, "problems");
+		for (size_t i = 0; i < x.np; i++) {
+			struct mrfs_doc *o = mrfs_doc_obj(arr, NULL), *ua;
+
+			if (x.p[i].file)
+				mrfs_doc_int(o, "file", (int64_t)x.p[i].file);
+			mrfs_doc_str(o, "what", x.p[i].what);
+			ua = mrfs_doc_arr(o, "used_by");
+			for (size_t k = 0; k < x.nuses; k++) {
+				struct mrfs_doc *u;
+
+				if (!x.p[i].file || x.uses[k].file != x.p[i].file)
+					continue;
+				u = mrfs_doc_obj(ua, NULL);
+				mrfs_doc_str(u, "model", x.uses[k].model);
+				mrfs_doc_int(u, "version", x.uses[k].version);
+				mrfs_doc_str(u, "path", x.uses[k].path);
+			}
+		}
+		aff = mrfs_doc_arr(d, "affected");
+		for (size_t i = 0; i < affected.n; i++)
+			mrfs_doc_str(aff, NULL, affected.v[i]);
+		text = mrfs_doc_dump(d, 1, &len);
+		mrfs_doc_free(d);
+		if (!text)
+			oom();
+		fputs(text, stdout);
+		free(text);
+	} else {
+		for (size_t i = 0; i < x.np; i++) {
+			printf("problem: %s\n", x.p[i].what);
+			for (size_t k = 0; k < x.nuses; k++)
+				if (x.p[i].file && x.uses[k].file == x.p[i].file)
+					printf("  in %s:v%" PRIu32 " %s\n", x.uses[k].model,
+					       x.uses[k].version, x.uses[k].path);
+		}
+		if (!x.np)
+			printf("store %s is consistent\n", dir);
+	}
+	if (x.np) {
+		char *list = xstrdup("");
+
+		for (size_t i = 0; i < affected.n; i++) {
+			char *files = xstrdup(""), *next;
+
+			for (size_t k = 0; k < x.nuses; k++) {
+				char *ref = xfmt("%s:v%" PRIu32, x.uses[k].model,
+						 x.uses[k].version);
+				bool same = !strcmp(ref, affected.v[i]);
+
+				free(ref);
+				if (!same || strstr(files, x.uses[k].path))
+					continue;
+				next = xfmt("%s%s%s", files, *files ? ", " : "", x.uses[k].path);
+				free(files);
+				files = next;
+			}
+			next = xfmt("%s%s%s (%s)", list, i ? "; " : "", affected.v[i], files);
+			free(files);
+			free(list);
+			list = next;
+		}
+		error("%zu problem%s found%s%s", x.np, x.np == 1 ? "" : "s",
+		      affected.n ? "; damaged: " : " (no version uses the damaged data)", list);
+		free(list);
+		rc = 1;
+	} else {
+		rc = 0;
+	}
+out:
+	mrfs_store_close(store);
+	for (size_t i = 0; i < x.np; i++)
+		free(x.p[i].what);
+	for (size_t i = 0; i < x.nuses; i++) {
+		free(x.uses[i].model);
+		free(x.uses[i].path);
+	}
+	free(x.p);
+	free(x.ids);
+	free(x.uses);
+	strs_release(&affected);
+	return rc;
+}
+
+static int cmd_gc(int argc, char **argv)
+{
+	struct mrfs_store *store;
+	struct mrfs_gc_stats st = { 0 };
+	struct progress pg;
+	const char *dir;
+	char buf[4096], a[32], b[32], r[32];
+	bool json = false;
+	int rc = store_args(argc, argv, &dir, buf, sizeof(buf), &json, NULL, 0,
+			    "mrfs gc [--store DIR] [--json]");
+
+	if (rc >= 0)
+		return rc;
+	if (open_store(dir, false, false, &store))
+		return 1;
+	progress_start(&pg, "gc");
+	rc = mrfs_store_gc(store, progress_cb, &pg, &st);
+	progress_end(&pg);
+	mrfs_store_close(store);
+	if (rc) {
+		error("garbage collection failed: %s", strerror(-rc));
+		return 1;
+	}
+	if (json) {
+		struct mrfs_doc *d = mrfs_doc_new();
+		size_t len;
+		char *text;
+
+		if (!d)
+			oom();
+		mrfs_doc_str(d, "store", dir);
+		mrfs_doc_int(d, "chunks_dropped", (int64_t)st.chunks_dropped);
+		mrfs_doc_int(d, "packs_rewritten", (int64_t)st.packs_rewritten);
+		mrfs_doc_int(d, "packs_removed", (int64_t)st.packs_removed);
+		mrfs_doc_int(d, "bytes_before", (int64_t)st.bytes_before);
+		mrfs_doc_int(d, "bytes_after", (int64_t)st.bytes_after);
+		mrfs_doc_int(d, "reclaimed", st.bytes_before > st.bytes_after
+						     ? (int64_t)(st.bytes_before - st.bytes_after)
+						     : 0);
+		text = mrfs_doc_dump(d, 1, &len);
+		mrfs_doc_free(d);
+		if (!text)
+			oom();
+		fputs(text, stdout);
+		free(text);
+		return 0;
+	}
+	fmt_size(st.bytes_before > st.bytes_after ? st.bytes_before - st.bytes_after : 0, r,
+		 sizeof(r));
+	fmt_size(st.bytes_before, a, sizeof(a));
+	fmt_size(st.bytes_after, b, sizeof(b));
+	printf("reclaimed %s: packs %s -> %s (%" PRIu64 " chunk%s dropped, %" PRIu64
+	       " pack%s rewritten, %" PRIu64 " removed)\n",
+	       r, a, b, st.chunks_dropped, st.chunks_dropped == 1 ? "" : "s", st.packs_rewritten,
+	       st.packs_rewritten == 1 ? "" : "s", st.packs_removed);
+	return 0;
+}
+
+struct alias_list {
+	uint32_t n;
+	char *names;
+};
+
+static int alias_list_cb(void *ctx, const struct mrfs_alias *a)
+{
+	struct alias_list *l = ctx;
+	char *next;
+
+	if (a->version != l->n)
+		return 0;
+	next = xfmt("%s%s%s", l->names ? l->names : "", l->names ? ", " : "", a->name);
+	free(l->names);
+	l->names = next;
+	return 0;
+}
+
+/* The aliases of @model pointing at version @n, new ("production, staging"). */
+static char *aliases_at(struct mrfs_store *store, const char *model, uint32_t n)
+{
+	struct alias_list l = { n, NULL };
+	struct mrfs_txn *txn;
+	struct mrfs_model m;
+
+	if (mrfs_txn_begin(store, false, &txn))
+		return NULL;
+	if (!mrfs_model_by_name(txn, model, &m))
+		mrfs_aliases_walk(txn, m.id, NULL, alias_list_cb, &l);
+	mrfs_txn_abort(txn);
+	return l.names;
+}
+
+static int cmd_delete(int argc, char **argv)
+{
+	struct mrfs_store *store;
+	struct mrfs_registry *reg;
+	struct mrfs_caller who = { 0 };
+	struct mrfs_err err = { { 0 } };
+	struct passwd *pw;
+	const char *dir, *args[2];
+	char buf[4096], *names;
+	uint32_t n;
+	int rc = store_args(argc, argv, &dir, buf, sizeof(buf), NULL, args, 2,
+			    "mrfs delete MODEL VERSION [--store DIR]");
+
+	if (rc >= 0)
+		return rc;
+	if (!mrfs_name_valid(args[0]))
+		return usage("'%s' is not a model name", args[0]);
+	if (!parse_vnum(args[1], &n))
+		return usage("'%s' is not a version (3 or v3)", args[1]);
+	if (open_store(dir, false, false, &store))
+		return 1;
+	if ((rc = mrfs_registry_new(store, &reg))) {
+		error("cannot open the registry: %s", strerror(-rc));
+		mrfs_store_close(store);
+		return 1;
+	}
+	who.uid = getuid();
+	who.gid = getgid();
+	who.pid = getpid();
+	snprintf(who.comm, sizeof(who.comm), "mrfs");
+	pw = getpwuid(who.uid);
+	if (pw)
+		snprintf(who.user, sizeof(who.user), "%s", pw->pw_name);
+	else
+		snprintf(who.user, sizeof(who.user), "%u", (unsigned)who.uid);
+	rc = mrfs_version_remove(reg, &who, args[0], n, &err);
+	switch (rc) {
+	case 0:
+		printf("deleted %s:v%" PRIu32 " (mrfs gc reclaims its space)\n", args[0], n);
+		break;
+	case -EBUSY:
+		names = aliases_at(store, args[0], n);
+		error("%s:v%" PRIu32 " is what %s point%s at: move or remove %s first", args[0], n,
+		      names ? names : "an alias", names && strchr(names, ',') ? "" : "s",
+		      names && strchr(names, ',') ? "them" : "it");
+		free(names);
+		break;
+	case -ENOENT:
+		if (err.msg[0])
+			error("%s", err.msg);
+		else
+			error("no version %" PRIu32 " of %s", n, args[0]);
+		break;
+	default:
+		error("cannot delete %s:v%" PRIu32 ": %s", args[0], n,
+		      err.msg[0] ? err.msg : strerror(-rc));
+	}
+	mrfs_registry_free(reg);
+	mrfs_store_close(store);
+	return rc ? 1 : 0;
+}
+
+/* ---- help and dispatch ------------------------------------------------------------ */
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv); /* NULL: main.c runs it */
+	const char *synopsis;
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "log", cmd_log, "log MODEL DIR|FILE... [-m KEY=VALUE]... [--alias NAME]",
+	  "usage: mrfs log MODEL DIR|FILE... [-m KEY=VALUE]... [--meta FILE] [--git DIR]\n"
+	  "                [--alias NAME] [--no-seal] [--mount DIR]\n"
+	  "\n"
+	  "Log a new version of MODEL through the mount: register MODEL if it is new,\n"
+	  "make the next version N (the model record's next_version), copy into it\n"
+	  "the contents of each DIR and each FILE by name, keeping modes and times\n"
+	  "(cp -a), write the metadata into versions/N.json, seal it (chmod a-w)\n"
+	  "and print MODEL:vN. If anything fails, the draft is removed.\n"
+	  "\n"
+	  "  -m, --metadata KEY=VALUE  set a user member; KEY may be dotted\n"
+	  "                            (metrics.acc=0.93); VALUE is JSON when it parses\n"
+	  "                            (numbers, true, [1,2], {...}), else a string\n"
+	  "  --meta FILE               merge the top-level members of a JSON object\n"
+	  "                            (members mrfs manages are left out)\n"
+	  "  --git DIR                 record lineage.code: {repo, commit, branch,\n"
+	  "                            dirty, patch} of the git work tree at DIR;\n"
+	  "                            patch is `git diff HEAD` when it is dirty\n"
+	  "  --alias NAME              then point alias NAME at the version (ln -sfn)\n"
+	  "  --no-seal                 leave the version a draft (--alias seals anyway)\n"
+	  "  --mount DIR               the mount to use (else $MRFS_MOUNT, else the\n"
+	  "                            first fuse.mrfs mount of /proc/mounts)\n" },
+	{ "promote", cmd_promote, "promote MODEL VERSION [ALIAS]",
+	  "usage: mrfs promote MODEL VERSION [ALIAS] [--mount DIR]\n"
+	  "\n"
+	  "Point ALIAS (default: production) of MODEL at VERSION (3 or v3),\n"
+	  "atomically as `ln -sfn versions/3 ALIAS` does: a reader never finds the\n"
+	  "alias missing. A draft is sealed first. The model's policy applies:\n"
+	  "a protected alias only moves for its owner, root or the admin group.\n" },
+	{ "ls", cmd_ls, "ls [MODEL] [--where EXPR] [--json]",
+	  "usage: mrfs ls [MODEL] [--where EXPR] [--json] [--mount DIR]\n"
+	  "\n"
+	  "Without MODEL, list the models: versions, latest, aliases, owner.\n"
+	  "With MODEL, list its versions: state, size, files, creation, aliases and\n"
+	  "a metric.\n"
+	  "\n"
+	  "  -w, --where EXPR  only versions whose record passes PATH OP VALUE, with\n"
+	  "                    OP one of > >= < <= == != (numbers compare as numbers,\n"
+	  "                    anything else by equality): 'metrics.acc>0.9',\n"
+	  "                    'lineage.code.dirty==false'; without MODEL, across\n"
+	  "                    every model\n"
+	  "  --json            the records, as one JSON array\n" },
+	{ "show", cmd_show, "show MODEL[:vN|:ALIAS|:latest] [--at TIME]",
+	  "usage: mrfs show MODEL[:vN|:ALIAS|:latest] [--at TIME] [--json] [--mount DIR]\n"
+	  "\n"
+	  "Show a version's record: state, aliases, who made and sealed it, its\n"
+	  "files and its metadata. MODEL alone is MODEL:latest.\n"
+	  "\n"
+	  "  --at TIME  where MODEL:ALIAS (or latest) pointed at TIME (RFC 3339,\n"
+	  "             2026-11-27T05:30:00Z), replayed from the history; follows\n"
+	  "             renames of the model since\n"
+	  "  --json     the record as JSON\n" },
+	{ "diff", cmd_diff, "diff MODEL A B",
+	  "usage: mrfs diff MODEL A B [--all] [--json] [--mount DIR]\n"
+	  "\n"
+	  "Compare two versions of MODEL (as 3, v3, an alias or latest): files\n"
+	  "added (+), removed (-) and changed (~, by digest, size or mode), how many\n"
+	  "are unchanged, and the user metadata that differs, flattened to dotted keys.\n"
+	  "\n"
+	  "  -a, --all  list unchanged files and metadata too (=)\n"
+	  "  --json     the same as a JSON object\n" },
+	{ "history", cmd_history, "history [MODEL] [--alias NAME] [--since TIME] [--json]",
+	  "usage: mrfs history [MODEL] [--alias NAME] [--since TIME] [-e EVENT] [-n N]\n"
+	  "                    [--json] [--mount DIR]\n"
+	  "\n"
+	  "The registry's events (or MODEL's) as a table: sequence number, time,\n"
+	  "event, model, what changed, who, with which program.\n"
+	  "\n"
+	  "  --alias NAME    only events of alias NAME\n"
+	  "  --since TIME    only events at or after TIME (RFC 3339)\n"
+	  "  -e, --event EV  only events EV (alias.move), or of a kind (alias)\n"
+	  "  -n, --last N    only the last N events that pass\n"
+	  "  --json          the events' JSON lines, as the history files hold them\n" },
+	{ "init", cmd_init, "init [--store DIR]",
+	  "usage: mrfs init [--store DIR]\n"
+	  "\n"
+	  "Create a store (mount creates one too).\n" },
+	{ "stats", cmd_stats, "stats [--store DIR] [--json]",
+	  "usage: mrfs stats [--store DIR] [--json]\n"
+	  "\n"
+	  "The store's logical bytes (what the versions hold), stored bytes (the\n"
+	  "distinct chunks), their ratio, chunks and pack files.\n" },
+	{ "verify", cmd_verify, "verify [--store DIR] [--json]",
+	  "usage: mrfs verify [--store DIR] [--json]\n"
+	  "\n"
+	  "Check every chunk's bytes against its hash, every file against the index\n"
+	  "and every reference count; name the models, versions and files that\n"
+	  "damaged data belongs to. Exit status 1 when anything is wrong.\n" },
+	{ "gc", cmd_gc, "gc [--store DIR] [--json]",
+	  "usage: mrfs gc [--store DIR] [--json]\n"
+	  "\n"
+	  "Reclaim the space of chunks nothing uses any more (after delete):\n"
+	  "drop them from the index, rewrite packs that are mostly garbage and\n"
+	  "remove empty ones. Safe while the store is mounted.\n" },
+	{ "delete", cmd_delete, "delete MODEL VERSION [--store DIR]",
+	  "usage: mrfs delete MODEL VERSION [--store DIR]\n"
+	  "\n"
+	  "Delete version VERSION (3 or v3) of MODEL, sealed or not, and log a\n"
+	  "version.delete event. Refused while an alias points at it. The space\n"
+	  "comes back with mrfs gc.\n" },
+	{ "mount", NULL, "mount [-f] [-d] [-o OPTS] [--store DIR] MOUNTPOINT",
+	  "usage: mrfs mount [-f] [-d] [-o OPTS] [--store DIR] MOUNTPOINT\n"
+	  "\n"
+	  "Mount the registry at MOUNTPOINT, creating the store on first use.\n"
+	  "\n"
+	  "  -f          stay in the foreground\n"
+	  "  -d          debug output (implies -f)\n"
+	  "  -o OPTS     mount options (allow_other, admin_group=GROUP, ...)\n"
+	  "  --store DIR the store (else $MRFS_STORE, else /var/lib/mrfs for root\n"
+	  "              and ~/.local/share/mrfs for others)\n"
+	  "\n"
+	  "For /etc/fstab: /var/lib/mrfs /mnt/registry fuse.mrfs allow_other 0 0\n" },
+	{ "umount", NULL, "umount MOUNTPOINT",
+	  "usage: mrfs umount MOUNTPOINT\n"
+	  "\n"
+	  "Unmount the registry (as fusermount3 -u).\n" },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+bool mrfs_cli_is_command(const char *cmd)
+{
+	return find_command(cmd) || !strcmp(cmd, "help");
+}
+
+int mrfs_cli_help(const char *cmd, FILE *out)
+{
+	const struct command *c;
+
+	if (cmd) {
+		if (!(c = find_command(cmd)))
+			return -ENOENT;
+		fputs(c->help, out);
+		return 0;
+	}
+	fputs("usage: mrfs <command> [options]      (mrfs help COMMAND tells more)\n"
+	      "\n"
+	      "Through a mount (--mount DIR, $MRFS_MOUNT, or the first in /proc/mounts):\n",
+	      out);
+	for (size_t i = 0; i < 6; i++)
+		fprintf(out, "  %s\n", commands[i].synopsis);
+	fputs("\nOn the store (--store DIR, else $MRFS_STORE, else /var/lib/mrfs for root\n"
+	      "and ~/.local/share/mrfs for others):\n",
+	      out);
+	for (size_t i = 6; i < NCOMMANDS - 2; i++)
+		fprintf(out, "  %s\n", commands[i].synopsis);
+	fputs("\nThe filesystem:\n", out);
+	for (size_t i = NCOMMANDS - 2; i < NCOMMANDS; i++)
+		fprintf(out, "  %s\n", commands[i].synopsis);
+	fputs("\nReferences: resnet:v3, resnet:production, resnet:latest (resnet alone).\n"
+	      "Exit status: 0 done, 1 failed (or verify found damage), 2 usage error.\n",
+	      out);
+	return 0;
+}
+
+const char *mrfs_cli_default_store(char *buf, size_t size)
+{
+	const char *env = getenv("MRFS_STORE");
+	const char *home = getenv("HOME");
+
+	if (env && *env)
+		return env;
+	if (geteuid() == 0 || !home || !*home)
+		return "/var/lib/mrfs";
+	snprintf(buf, size, "%s/.local/share/mrfs", home);
+	return buf;
+}
+
+int mrfs_cli_main(int argc, char **argv)
+{
+	const struct command *c;
+	const char *cmd = argc > 0 ? argv[0] : NULL;
+	int rc;
+
+	if (!cmd) {
+		fputs("usage: mrfs <command> [options] (see mrfs --help)\n", stderr);
+		return 2;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") ||
+	    (!strcmp(cmd, "help") && argc == 1)) {
+		mrfs_cli_help(NULL, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "help")) {
+		if (argc > 2 || mrfs_cli_help(argv[1], stdout)) {
+			fprintf(stderr, "mrfs help: no command '%s' (see mrfs --help)\n", argv[1]);
+			return 2;
+		}
+		return 0;
+	}
+	c = find_command(cmd);
+	if (!c || !c->run) {
+		fprintf(stderr, "mrfs: '%s' is not a command (see mrfs --help)\n", cmd);
+		return 2;
+	}
+	cmdname = c->name;
+	rc = c->run(argc, argv);
+	if (fflush(stdout) || ferror(stdout)) {
+		if (errno != EPIPE)
+			error("cannot write the output: %s", strerror(errno));
+		return rc ? rc : 1;
+	}
 	return rc;
 }

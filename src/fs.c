@@ -115,6 +115,7 @@ struct handle {
 	size_t ndents;
 	struct wnode *wn;	/* H_NODE */
 	bool writer, active;
+	struct mrfs_node nd;	/* H_CONTENT, H_NODE: the node as opened */
 };
 
 struct mrfs_fs {
@@ -1247,6 +1248,40 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	fuse_reply_none(req);
 }
 
+/*
+ * fstat of a file removed while open (the kernel does not say which handle
+ * asks): what an open handle of node @id saw when it opened.
+ */
+static int attr_of_open(struct mrfs_fs *fs, uint64_t id, struct stat *st)
+{
+	struct handle *h = NULL;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&fs->hlock);
+	for (size_t b = 0; b < 256 && !h; b++)
+		for (h = fs->handles[b]; h; h = h->next)
+			if ((h->type == H_CONTENT || h->type == H_NODE) && h->nd.id == id)
+				break;
+	if (h)
+		h->refs++;
+	pthread_mutex_unlock(&fs->hlock);
+	if (h) {
+		memset(st, 0, sizeof(*st));
+		st->st_ino = INO(K_NODE, h->nd.id);
+		st->st_mode = h->nd.mode;
+		st->st_uid = h->nd.uid;
+		st->st_gid = h->nd.gid;
+		st->st_size = (off_t)(h->wn ? h->wn->size : h->nd.size);
+		st->st_mtim = ts_of(h->wn ? h->wn->mtime_ns : h->nd.mtime_ns);
+		st->st_ctim = ts_of(h->nd.ctime_ns);
+		st->st_atim = ts_of(h->nd.atime_ns);
+		st->st_blksize = IO_BLOCK;
+		rc = 0;
+		handle_put(fs, h);
+	}
+	return rc;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mrfs_fs *fs = fs_of(req);
@@ -1255,13 +1290,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	double timeout;
 	int rc = mrfs_txn_begin(fs->store, false, &txn);
 
-	(void)fi;
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	rc = attr_of(fs, txn, ino, &st, &timeout);
 	mrfs_txn_abort(txn);
+	if (rc == -ENOENT && kind_of(ino) == K_NODE)
+		rc = attr_of_open(fs, id_of(ino), &st);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -1896,6 +1932,7 @@ static void open_node(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ENOMEM;
 	if (rc)
 		goto out;
+	h->nd = nd;
 	if (v.state == MRFS_SEALED) {
 		rc = mrfs_node_content(txn, &nd, &h->file);
 		fi->keep_cache = 1;
@@ -2011,6 +2048,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	h->writer = h->active = true;
+	h->nd = nd;
 	memset(&e, 0, sizeof(e));
 	e.ino = INO(K_NODE, nd.id);
 	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
