@@ -1707,6 +1707,20 @@ static void setattr_node(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		set |= MRFS_SET_MODE;
 		nd.mode = attr->st_mode;
+		if (id == v.id && !(attr->st_mode & 0222)) {
+			/* chmod a-w on a version's directory seals it, with that mode */
+			rc = mrfs_version_seal(fs->reg, &who, v.id, attr->st_mode & 07777,
+					       version_busy, fs, &err);
+			if (rc)
+				goto out;
+			set &= ~MRFS_SET_MODE;
+			to_set &= ~FUSE_SET_ATTR_MODE;
+			if (to_set) {
+				/* anything else asked with it comes too late */
+				rc = -EROFS;
+				goto out;
+			}
+		}
 	}
 	if (to_set & FUSE_SET_ATTR_UID) {
 		set |= MRFS_SET_UID;
@@ -1733,9 +1747,6 @@ static void setattr_node(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	}
 	if (set && (rc = mrfs_node_setattr(fs->reg, id, set, &nd, NULL, &err)))
 		goto out;
-	/* chmod a-w on a version's directory seals it */
-	if (id == v.id && (set & MRFS_SET_MODE) && !(attr->st_mode & 0222))
-		rc = mrfs_version_seal(fs->reg, &who, v.id, version_busy, fs, &err);
 out:
 	(void)fi;
 	if (rc)

@@ -1124,20 +1124,28 @@ static int seal_in(struct mrfs_txn *txn, const struct mrfs_caller *who,
 }
 
 int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t vid, mrfs_busy_fn busy, void *busy_ctx,
+		      uint64_t vid, int64_t mode, mrfs_busy_fn busy, void *busy_ctx,
 		      struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_version v;
 	struct mrfs_model m;
+	struct mrfs_node root;
 	int rc;
 
 	if ((rc = begin(reg, &txn)))
 		return rc;
 	if ((rc = mrfs_version_get(txn, vid, &v)) || (rc = mrfs_model_get(txn, v.model, &m)))
 		goto out;
-	if (v.state == MRFS_DRAFT)
-		rc = seal_in(txn, who, &v, &m, busy, busy_ctx, err);
+	if (v.state != MRFS_DRAFT)
+		goto out;
+	if ((rc = seal_in(txn, who, &v, &m, busy, busy_ctx, err)))
+		goto out;
+	if (mode >= 0 && !(rc = mrfs_node_get(txn, vid, &root))) {
+		root.mode = (root.mode & S_IFMT) | ((uint32_t)mode & 07777);
+		root.ctime_ns = mrfs_now_ns();
+		rc = put_node(txn, &root);
+	}
 out:
 	return end(txn, rc);
 }

@@ -237,11 +237,13 @@ int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who
 int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who,
 			const char *model, uint32_t n, struct mrfs_err *err);
 
-/* Seal draft @vid. -EBUSY when @busy says a file of it is open for
- * writing (@busy may be NULL). Sealing a sealed version is a no-op. */
+/* Seal draft @vid and, with @mode >= 0, give its directory that mode in
+ * the same transaction (chmod a-w). -EBUSY when @busy says a file of it is
+ * open for writing (@busy may be NULL): then nothing changes. Sealing a
+ * sealed version is a no-op. */
 typedef bool (*mrfs_busy_fn)(void *ctx, uint64_t vid);
 int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t vid, mrfs_busy_fn busy, void *busy_ctx,
+		      uint64_t vid, int64_t mode, mrfs_busy_fn busy, void *busy_ctx,
 		      struct mrfs_err *err);
 
 /*
