@@ -1965,6 +1965,8 @@ static void open_node(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->type = H_NODE;
 	h->wn = w;
 	h->writer = h->active = write;
+	/* writes to a draft skip the page cache: the bytes go to the chunker */
+	fi->direct_io = write;
 	if (write && (fi->flags & O_TRUNC)) {
 		pthread_mutex_lock(&w->lock);
 		rc = wnode_truncate(fs, w, 0);
@@ -2060,6 +2062,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	h->writer = h->active = true;
 	h->nd = nd;
+	fi->direct_io = 1;
 	memset(&e, 0, sizeof(e));
 	e.ino = INO(K_NODE, nd.id);
 	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
