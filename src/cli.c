@@ -1564,7 +1564,7 @@ static int cmd_log(int argc, char **argv)
 	struct copy c = { 0 };
 	uint64_t nfiles = 0;
 	char *mnt = NULL, *mdir = NULL, *vdir = NULL, label[160];
-	bool noseal = false, made = false;
+	bool noseal = false, made = false, new_model = false, handlers = false;
 	uint32_t n = 0;
 	int id, rc = 2, tries;
 
@@ -1612,7 +1612,7 @@ static int cmd_log(int argc, char **argv)
 		usage("nothing to log: give a directory or files after %s", model);
 		goto out;
 	}
-	if (!mrfs_name_valid(model) || mrfs_name_reserved(model)) {
+	if (!mrfs_name_valid(model)) {
 		usage("'%s' is not a valid model name ([A-Za-z0-9._-], 1 to 64, "
 		      "not starting with '.' or '-', not ending in .json)", model);
 		goto out;
@@ -1647,7 +1647,9 @@ static int cmd_log(int argc, char **argv)
 	}
 
 	mdir = xfmt("%s/models/%s", mnt, model);
-	if (mkdir(mdir, 0777) && errno != EEXIST) {
+	if (!mkdir(mdir, 0777)) {
+		new_model = true;
+	} else if (errno != EEXIST) {
 		error("cannot register model %s: %s", model, strerror(errno));
 		goto out;
 	}
@@ -1671,14 +1673,17 @@ static int cmd_log(int argc, char **argv)
 	}
 	made = true;
 
-	/* the files */
-	c.buf = xrealloc(NULL, COPY_BUF);
-	snprintf(label, sizeof(label), "%s:v%" PRIu32, model, n);
-	progress_start(&c.pg, label);
+	/* until it is sealed, an interrupted log removes the draft */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
+	handlers = true;
+
+	/* the files */
+	c.buf = xrealloc(NULL, COPY_BUF);
+	snprintf(label, sizeof(label), "%s:v%" PRIu32, model, n);
+	progress_start(&c.pg, label);
 	for (size_t i = 0; i < srcs.n; i++) {
 		if (S_ISDIR(sst[i].st_mode)) {
 			rc = copy_dir(&c, srcs.v[i], vdir);
@@ -1694,13 +1699,8 @@ static int cmd_log(int argc, char **argv)
 			break;
 	}
 	progress_end(&c.pg);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	if (rc == -EINTR || interrupted) {
-		error("interrupted: %s:v%" PRIu32 " removed", model, n);
-		rc = 130;
-		goto out;
-	}
+	if (rc == -EINTR || interrupted)
+		goto out_interrupted;
 	if (rc) {
 		rc = 1;
 		goto out;
@@ -1715,6 +1715,8 @@ static int cmd_log(int argc, char **argv)
 		goto out;
 
 	/* seal, promote */
+	if (interrupted)
+		goto out_interrupted;
 	if (!noseal) {
 		struct stat vst;
 
@@ -1727,10 +1729,20 @@ static int cmd_log(int argc, char **argv)
 	/* the version is logged even if the alias is refused: say which */
 	printf("%s:v%" PRIu32 "\n", model, n);
 	rc = alias && set_alias(mnt, model, alias, n) ? 1 : 0;
+	goto out;
+out_interrupted:
+	error("interrupted: %s:v%" PRIu32 " removed", model, n);
+	rc = 130;
 out:
 	/* a failed log leaves nothing behind (the number stays used) */
 	if (made && vdir)
 		rm_tree(vdir, true);
+	if (rc && new_model)
+		rmdir(mdir);
+	if (handlers) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+	}
 	free(c.buf);
 	free(sst);
 	free(vdir);
@@ -2427,7 +2439,8 @@ static void show_record(const char *model, uint32_t n, bool latest, struct mrfs_
 	tcell_take(&t, al);
 	tcell(&t, "created");
 	tcell_take(&t, stamp_str(rec, "created"));
-	if (mrfs_doc_get(rec, "sealed")) {
+	if (mrfs_doc_get(rec, "sealed") &&
+	    mrfs_doc_type(mrfs_doc_get(rec, "sealed")) == MRFS_JSON_OBJECT) {
 		tcell(&t, "sealed");
 		tcell_take(&t, stamp_str(rec, "sealed"));
 	}
@@ -3138,7 +3151,7 @@ static int cmd_history(int argc, char **argv)
 		case O_FIRST_OWN + 3:
 			errno = 0;
 			last = strtoul(p.val, &end, 10);
-			if (*end || errno || !*p.val || p.val[0] == '-')
+			if (*end || errno || !*p.val || p.val[0] == '-' || !last)
 				return usage("-n wants a number of events, not '%s'", p.val);
 			break;
 		default:
@@ -3843,18 +3856,23 @@ static const struct command commands[] = {
 	  "Delete version VERSION (3 or v3) of MODEL, sealed or not, and log a\n"
 	  "version.delete event. Refused while an alias points at it. The space\n"
 	  "comes back with mrfs gc.\n" },
-	{ "mount", NULL, "mount [-f] [-d] [-o OPTS] [--store DIR] MOUNTPOINT",
-	  "usage: mrfs mount [-f] [-d] [-o OPTS] [--store DIR] MOUNTPOINT\n"
+	{ "mount", NULL, "mount [-f] [-d] [-o OPTS] [--admin-group GROUP] [--store DIR] MOUNTPOINT",
+	  "usage: mrfs mount [-f] [-d] [-o OPTS] [--admin-group GROUP] [--store DIR]\n"
+	  "                  MOUNTPOINT\n"
 	  "\n"
 	  "Mount the registry at MOUNTPOINT, creating the store on first use.\n"
 	  "\n"
-	  "  -f          stay in the foreground\n"
-	  "  -d          debug output (implies -f)\n"
-	  "  -o OPTS     mount options (allow_other, admin_group=GROUP, ...)\n"
-	  "  --store DIR the store (else $MRFS_STORE, else /var/lib/mrfs for root\n"
-	  "              and ~/.local/share/mrfs for others)\n"
+	  "  -f                   stay in the foreground\n"
+	  "  -d                   debug output (implies -f)\n"
+	  "  -o OPTS              mount options (allow_other, ...)\n"
+	  "  --admin-group GROUP  members of GROUP (a name or a gid) may move\n"
+	  "                       protected aliases and change policies, as the\n"
+	  "                       model's owner and root may (-o admin_group=GROUP)\n"
+	  "  --store DIR          the store (else $MRFS_STORE, else /var/lib/mrfs\n"
+	  "                       for root and ~/.local/share/mrfs for others)\n"
 	  "\n"
-	  "For /etc/fstab: /var/lib/mrfs /mnt/registry fuse.mrfs allow_other 0 0\n" },
+	  "For /etc/fstab:\n"
+	  "  /var/lib/mrfs /mnt/registry fuse.mrfs allow_other,admin_group=mlops 0 0\n" },
 	{ "umount", NULL, "umount MOUNTPOINT",
 	  "usage: mrfs umount MOUNTPOINT\n"
 	  "\n"

@@ -26,7 +26,7 @@ static int usage_error(const char *cmd, const char *what, const char *arg)
 }
 
 /* Append ",@add" to the option list *@opts (grown with realloc). */
-static int add_opts(char **opts, const char *add)
+static int add_opt(char **opts, const char *add)
 {
 	size_t old = *opts ? strlen(*opts) : 0;
 	char *n = realloc(*opts, old + strlen(add) + 2);
@@ -40,11 +40,33 @@ static int add_opts(char **opts, const char *add)
 	return 0;
 }
 
+/* Add the comma-separated -o options @add to *@opts, except
+ * admin_group=GROUP (the fstab spelling of --admin-group): into *@admin. */
+static int add_opts(char **opts, const char *add, char **admin)
+{
+	char *copy = strdup(add), *tok, *save = NULL;
+	int rc = copy ? 0 : -ENOMEM;
+
+	for (tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && !rc;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (strncmp(tok, "admin_group=", 12)) {
+			rc = add_opt(opts, tok);
+			continue;
+		}
+		free(*admin);
+		*admin = strdup(tok + 12);
+		if (!*admin)
+			rc = -ENOMEM;
+	}
+	free(copy);
+	return rc;
+}
+
 static int cmd_mount(int argc, char **argv, bool helper)
 {
 	struct mrfs_mount_opts o = { 0 };
-	char buf[4096], *opts = NULL;
-	int rc;
+	char buf[4096], *opts = NULL, *admin = NULL;
+	int rc = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -53,41 +75,53 @@ static int cmd_mount(int argc, char **argv, bool helper)
 		} else if (!strcmp(a, "-d")) {
 			o.debug = o.foreground = true;
 		} else if (!strcmp(a, "-o") && i + 1 < argc) {
-			if (add_opts(&opts, argv[++i]))
-				return 1;
+			if (add_opts(&opts, argv[++i], &admin))
+				goto out_nomem;
 		} else if (!strncmp(a, "-o", 2) && a[2]) {
-			if (add_opts(&opts, a + 2))
-				return 1;
+			if (add_opts(&opts, a + 2, &admin))
+				goto out_nomem;
+		} else if ((!strcmp(a, "--admin-group") && i + 1 < argc) ||
+			   !strncmp(a, "--admin-group=", 14)) {
+			free(admin);
+			admin = strdup(a[13] ? a + 14 : argv[++i]);
+			if (!admin)
+				goto out_nomem;
 		} else if (!strcmp(a, "--store") && i + 1 < argc) {
 			o.store_dir = argv[++i];
 		} else if (!strncmp(a, "--store=", 8)) {
 			o.store_dir = a + 8;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			mrfs_cli_help("mount", stdout);
-			free(opts);
-			return 0;
+			goto out;
 		} else if (a[0] == '-') {
-			free(opts);
-			return usage_error("mount", "unknown option", a);
+			rc = usage_error("mount", "unknown option", a);
+			goto out;
 		} else if (helper && !o.store_dir) {
 			o.store_dir = a;
 		} else if (!o.mountpoint) {
 			o.mountpoint = a;
 		} else {
-			free(opts);
-			return usage_error("mount", "unexpected argument", a);
+			rc = usage_error("mount", "unexpected argument", a);
+			goto out;
 		}
 	}
 	if (!o.mountpoint) {
-		free(opts);
-		return usage_error("mount", "missing MOUNTPOINT", NULL);
+		rc = usage_error("mount", "missing MOUNTPOINT", NULL);
+		goto out;
 	}
 	if (!o.store_dir)
 		o.store_dir = mrfs_cli_default_store(buf, sizeof(buf));
 	o.fuse_opts = opts;
-	rc = mrfs_fs_run(&o);
+	o.admin_group = admin;
+	rc = mrfs_fs_run(&o) ? 1 : 0;
+	goto out;
+out_nomem:
+	fputs("mrfs mount: out of memory\n", stderr);
+	rc = 1;
+out:
 	free(opts);
-	return rc ? 1 : 0;
+	free(admin);
+	return rc;
 }
 
 static int cmd_umount(int argc, char **argv)

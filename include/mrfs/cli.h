@@ -11,8 +11,9 @@
  *
  * Exit status, for every command: 0 done, 1 a runtime error (one line on
  * stderr saying what and why; for verify: a problem was found), 2 a usage
- * error (one line on stderr). Like main.c, this module may exit(): on out
- * of memory (status 1) and after SIGINT during `log` (status 130).
+ * error (one line on stderr), 130 when SIGINT or SIGTERM stopped `log`
+ * (its draft removed). Like main.c, this module may exit(): on out of
+ * memory only (status 1).
  */
 #ifndef MRFS_CLI_H
 #define MRFS_CLI_H
