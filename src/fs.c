@@ -336,10 +336,12 @@ static bool read_only_view(fuse_ino_t ino)
 /* Refuse a change in a read-only view: true when @req was answered. */
 static bool refuse_view(fuse_req_t req, const char *op, fuse_ino_t ino, const char *name)
 {
-	if (!read_only_view(ino))
+	bool past = kind_of(ino) == K_AT || (kind_of(ino) == K_MODEL && name && name[0] == '@');
+
+	if (!past && !read_only_view(ino))
 		return false;
 	fail(req, -EROFS, op, ino, name,
-	     kind_of(ino) == K_AT ? "the past cannot change" : "the serving view is read-only");
+	     past ? "the past cannot change" : "the serving view is read-only");
 	return true;
 }
 

@@ -102,7 +102,8 @@ struct mrfs_doc *mrfs_doc_arr(struct mrfs_doc *doc, const char *key)
 
 char *mrfs_doc_dump(struct mrfs_doc *doc, int pretty, size_t *len)
 {
-	size_t flags = JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII;
+	/* 16 digits: 0.95 reads back as 0.95, not 0.94999999999999996 */
+	size_t flags = JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(16);
 	char *text, *out;
 	size_t n;
 

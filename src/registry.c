@@ -329,6 +329,17 @@ int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model,
 	k_u64(k_tag(&k, 'i'), id);
 	int rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v);
 
+	if (rc == -ENOENT) {
+		/* gone: its tombstone, if any */
+		k_u64(k_tag(&k, 'T'), id);
+		if ((rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v)))
+			return rc;
+		if (v.len != 8 + sizeof(*a))
+			return -EIO;
+		*model = get_be64(v.data);
+		memcpy(a, (const uint8_t *)v.data + 8, sizeof(*a));
+		return 0;
+	}
 	if (rc)
 		return rc;
 	if (v.len < 9 || v.len > 8 + MRFS_NAME_MAX)
@@ -432,15 +443,27 @@ static int put_alias(struct mrfs_txn *txn, uint64_t model, const struct mrfs_ali
 	return put(txn, MRFS_DB_ALIASES, k_u64(k_tag(&k, 'i'), a->id), rev, 8 + n);
 }
 
+/*
+ * Delete alias @a of @model, leaving a tombstone under its id: the last
+ * target, for a path walk that looked the alias up just before it moved
+ * (the kernel may still hold that inode for a moment).
+ */
 static int del_alias(struct mrfs_txn *txn, uint64_t model, const struct mrfs_alias *a)
 {
 	struct key k;
+	struct mrfs_alias t = *a;
+	uint8_t val[8 + sizeof(t)];
 	int rc = del(txn, MRFS_DB_ALIASES, k_str(k_u64(k_tag(&k, 'a'), model), a->name));
 
 	if (rc)
 		return rc;
 	rc = del(txn, MRFS_DB_ALIASES, k_u64(k_tag(&k, 'i'), a->id));
-	return rc == -ENOENT ? 0 : rc;
+	if (rc && rc != -ENOENT)
+		return rc;
+	be64(val, model);
+	memset(t.name, 0, sizeof(t.name));
+	memcpy(val + 8, &t, sizeof(t));
+	return put(txn, MRFS_DB_ALIASES, k_u64(k_tag(&k, 'T'), a->id), val, sizeof(val));
 }
 
 /* ---- walks ---------------------------------------------------------------- */

@@ -627,12 +627,18 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 	char name[32];
 
 	pthread_mutex_lock(&store->lock);
-	p = store->pool;
-	if (p) {
+	while ((p = store->pool)) {
+		struct stat st;
+
 		store->pool = p->next;
-		pthread_mutex_unlock(&store->lock);
-		*out = p;
-		return 0;
+		/* an idle pack may have been collected by gc meanwhile */
+		if (!flock(p->fd, LOCK_EX | LOCK_NB) && !fstat(p->fd, &st) && st.st_nlink) {
+			pthread_mutex_unlock(&store->lock);
+			*out = p;
+			return 0;
+		}
+		close(p->fd);
+		free(p);
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
@@ -654,7 +660,7 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 		free(p);
 		return rc;
 	}
-	/* held while this process may append: gc leaves locked packs alone */
+	/* held while a writer appends: gc leaves locked packs alone */
 	flock(p->fd, LOCK_EX | LOCK_NB);
 	/* the new name must survive a crash along with the bytes */
 	if (fsync(store->packs_fd)) {
@@ -675,6 +681,8 @@ static void pack_give(struct mrfs_store *store, struct wpack *p)
 		free(p);
 		return;
 	}
+	/* idle in the pool, gc may collect it; pack_take checks */
+	flock(p->fd, LOCK_UN);
 	pthread_mutex_lock(&store->lock);
 	p->next = store->pool;
 	store->pool = p;

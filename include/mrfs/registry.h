@@ -136,7 +136,9 @@ int mrfs_node_lookup(struct mrfs_txn *txn, uint64_t parent, const char *name,
 int mrfs_node_readlink(struct mrfs_txn *txn, uint64_t id, char *buf, size_t size);
 int mrfs_alias_get(struct mrfs_txn *txn, uint64_t model, const char *name,
 		   struct mrfs_alias *a);
-/* The alias with id @id and its model. */
+/* The alias with id @id and its model. An alias removed or replaced since
+ * answers with its last target and an empty name (a path walk may hold it
+ * for a moment after it moved). */
 int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model,
 		     struct mrfs_alias *a);
 
