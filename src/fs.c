@@ -53,7 +53,7 @@ enum kind {
 	K_NODE = 7,	  /* a directory, file or symlink of a version */
 	K_VJSON = 8,	  /* /models/<m>/versions/<n>.json, by version id */
 	K_SALIAS = 9,	  /* /serving/<alias>, by alias name id */
-	K_SMODEL = 10,	  /* /serving/<alias>/<m>, by alias id */
+	K_SMODEL = 10,	  /* /serving/<alias>/<m>, by alias name id << 32 | model id */
 	K_SNODE = 11,	  /* a directory of a version seen through /serving */
 	K_AT = 12,	  /* /models/<m>/@<time>[/<alias>], by entry of fs->at */
 };
@@ -789,6 +789,29 @@ static int at_get(struct mrfs_fs *fs, fuse_ino_t ino, struct at_entry *e)
 	return rc;
 }
 
+/*
+ * /serving/<alias>/<m> is named by its alias name and model, not by the
+ * alias's id (which moves with rename): a poller sitting in the directory
+ * keeps seeing the alias as it moves.
+ */
+static int smodel_ino(uint64_t name_id, uint64_t model, fuse_ino_t *ino)
+{
+	if (name_id >= (1ull << 24) || model >= (1ull << 32))
+		return -EOVERFLOW;
+	*ino = INO(K_SMODEL, name_id << 32 | model);
+	return 0;
+}
+
+static int smodel_alias(struct mrfs_txn *txn, fuse_ino_t ino, uint64_t *model,
+			struct mrfs_alias *a)
+{
+	char name[MRFS_NAME_MAX + 1];
+	int rc = mrfs_alias_name_by_id(txn, id_of(ino) >> 32, name);
+
+	*model = id_of(ino) & 0xffffffffu;
+	return rc ? rc : mrfs_alias_get(txn, *model, name, a);
+}
+
 struct find_alias {
 	const char *name;
 	struct mrfs_alias found;
@@ -938,7 +961,7 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		return 0;
 	}
 	case K_SMODEL:
-		if ((rc = mrfs_alias_by_id(txn, id, &model, &a)))
+		if ((rc = smodel_alias(txn, ino, &model, &a)))
 			return rc;
 		fixed_dir(st, ino, 0555);
 		/* pollers see the alias move as a change of this directory */
@@ -1058,8 +1081,9 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 	return -ENOENT;
 }
 
+/* Reply with the entry @ino under @parent (0: a new entry, just made). */
 static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn,
-			fuse_ino_t ino)
+			fuse_ino_t parent, fuse_ino_t ino)
 {
 	struct fuse_entry_param e;
 	double timeout;
@@ -1073,6 +1097,10 @@ static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn
 	}
 	e.ino = ino;
 	e.attr_timeout = e.entry_timeout = timeout;
+	/* /serving/<alias>/<m>/config.pbtxt is an immutable file, but which one
+	 * the name means changes when the alias moves */
+	if (kind_of(parent) == K_SMODEL)
+		e.entry_timeout = 0;
 	fuse_reply_entry(req, &e);
 }
 
@@ -1168,12 +1196,11 @@ static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t paren
 		    (rc = mrfs_model_by_name(txn, name, &m)) ||
 		    (rc = mrfs_alias_get(txn, m.id, alias, &a)))
 			return rc;
-		*ino = INO(K_SMODEL, a.id);
-		return 0;
+		return smodel_ino(id_of(parent), m.id, ino);
 	}
 	case K_SMODEL: {
 		uint64_t model;
-		if ((rc = mrfs_alias_by_id(txn, id_of(parent), &model, &a)) ||
+		if ((rc = smodel_alias(txn, parent, &model, &a)) ||
 		    (rc = mrfs_version_by_number(txn, model, a.version, &v)))
 			return rc;
 		if (!strcmp(name, "config.pbtxt")) {
@@ -1237,7 +1264,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (rc) {
 		fuse_reply_err(req, -rc);
 	} else {
-		reply_entry(req, fs, txn, ino);
+		reply_entry(req, fs, txn, parent, ino);
 	}
 	mrfs_txn_abort(txn);
 }
@@ -1385,7 +1412,7 @@ static void reply_new_entry(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry(req, fs, txn, ino);
+	reply_entry(req, fs, txn, 0, ino);
 	mrfs_txn_abort(txn);
 }
 
@@ -2387,6 +2414,7 @@ struct list_serving {
 	struct listing *l;
 	struct mrfs_txn *txn;
 	const char *alias; /* NULL: list alias names */
+	uint64_t alias_id;
 	char (*seen)[MRFS_NAME_MAX + 1];
 	size_t nseen;
 };
@@ -2399,11 +2427,13 @@ static int list_serving_cb(void *ctx, uint64_t model, const struct mrfs_alias *a
 	int rc;
 
 	if (ls->alias) {
+		fuse_ino_t ino;
 		if (strcmp(a->name, ls->alias))
 			return 0;
-		if ((rc = mrfs_model_get(ls->txn, model, &m)))
+		if ((rc = mrfs_model_get(ls->txn, model, &m)) ||
+		    (rc = smodel_ino(ls->alias_id, model, &ino)))
 			return rc;
-		return list_add(ls->l, m.name, INO(K_SMODEL, a->id), S_IFDIR);
+		return list_add(ls->l, m.name, ino, S_IFDIR);
 	}
 	for (size_t i = 0; i < ls->nseen; i++)
 		if (!strcmp(ls->seen[i], a->name))
@@ -2439,7 +2469,7 @@ static int list_at_cb(void *ctx, const struct mrfs_alias *a)
 static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		    struct listing *l)
 {
-	struct list_serving ls = { l, txn, NULL, NULL, 0 };
+	struct list_serving ls = { l, txn, NULL, 0, NULL, 0 };
 	struct mrfs_alias a;
 	struct mrfs_version v;
 	struct mrfs_node nd;
@@ -2471,9 +2501,10 @@ static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		if ((rc = mrfs_alias_name_by_id(txn, id_of(ino), name)))
 			return rc;
 		ls.alias = name;
+		ls.alias_id = id_of(ino);
 		return mrfs_aliases_all(txn, list_serving_cb, &ls);
 	case K_SMODEL:
-		if ((rc = mrfs_alias_by_id(txn, id_of(ino), &model, &a)) ||
+		if ((rc = smodel_alias(txn, ino, &model, &a)) ||
 		    (rc = mrfs_version_by_number(txn, model, a.version, &v)))
 			return rc;
 		snprintf(name, sizeof(name), "%u", v.n);
