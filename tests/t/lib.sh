@@ -418,6 +418,8 @@ with open(sys.argv[1], "wb") as f:
 cleanup() {
 	local status=$?
 	set +x
+	# Finish the cleanup whatever happens to stdout (| head) or to us.
+	trap '' PIPE INT TERM HUP
 	cd /
 	exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 	if [ -n "$DAEMON_PID" ] && daemon_alive; then
@@ -434,12 +436,14 @@ cleanup() {
 	if [ -n "${MRFS_TEST_KEEP:-}" ]; then
 		say "# kept $TMP"
 	else
-		rm -rf "$TMP"
+		rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }
 	fi
 	exit $status
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 test_done() {
 	if [ -n "$DAEMON_PID" ]; then
