@@ -240,6 +240,10 @@ static void prepend(char *buf, size_t *pos, const char *part)
 	buf[--*pos] = '/';
 }
 
+static int at_get(struct mrfs_fs *fs, fuse_ino_t ino, struct at_entry *e);
+static int smodel_alias(struct mrfs_txn *txn, fuse_ino_t ino, uint64_t *model,
+			struct mrfs_alias *a);
+
 /* The path of @ino inside the mount, for log lines. */
 static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 {
@@ -263,6 +267,33 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 				   ino == INO_HISTORY   ? "history" :
 				   ino == INO_SERVING   ? "serving" : "");
 		break;
+	case K_SALIAS:
+		if (!mrfs_alias_name_by_id(txn, id, part))
+			prepend(buf, &pos, part);
+		prepend(buf, &pos, "serving");
+		break;
+	case K_SMODEL:
+		if (!smodel_alias(txn, ino, &model, &a) && !mrfs_model_get(txn, model, &m)) {
+			prepend(buf, &pos, m.name);
+			prepend(buf, &pos, a.name);
+		}
+		prepend(buf, &pos, "serving");
+		model = 0;
+		break;
+	case K_AT: {
+		struct at_entry e;
+		char when[64];
+		if (at_get(fs, ino, &e))
+			break;
+		if (*e.name)
+			prepend(buf, &pos, e.name);
+		mrfs_time_format(e.time_ns, when, sizeof(when));
+		snprintf(part, sizeof(part), "@%s", when);
+		prepend(buf, &pos, part);
+		model = e.model;
+		break;
+	}
+	case K_SNODE: /* named as the version's directory it shows */
 	case K_NODE:
 		while (!mrfs_node_get(txn, id, &nd) && nd.parent) {
 			struct find_name f = { id, part, sizeof(part) };

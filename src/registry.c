@@ -21,12 +21,14 @@ struct mrfs_registry {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Microseconds, as the history writes them, so a time read back from an
+ * event or a record compares equal to the one kept in a struct. */
 int64_t mrfs_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec / 1000 * 1000;
 }
 
 static void refuse(struct mrfs_err *err, const char *fmt, ...)
@@ -709,9 +711,9 @@ int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd,
 
 /* ---- history ----------------------------------------------------------------- */
 
-/* Start event @name: a document with seq, time, event and model. */
+/* Start event @name at @time_ns: a document with seq, time, event and model. */
 static int event_new(struct mrfs_txn *txn, const char *name, const char *model,
-		     struct mrfs_doc **out, uint64_t *seq)
+		     int64_t time_ns, struct mrfs_doc **out, uint64_t *seq)
 {
 	struct mrfs_doc *doc;
 	int rc = mrfs_kv_next_id(txn, "seq", seq);
@@ -722,7 +724,7 @@ static int event_new(struct mrfs_txn *txn, const char *name, const char *model,
 	if (!doc)
 		return -ENOMEM;
 	mrfs_doc_int(doc, "seq", (int64_t)*seq);
-	mrfs_doc_time(doc, "time", mrfs_now_ns());
+	mrfs_doc_time(doc, "time", time_ns);
 	mrfs_doc_str(doc, "event", name);
 	if (model)
 		mrfs_doc_str(doc, "model", model);
@@ -833,7 +835,7 @@ int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
 	be64(idb, m.id);
 	if ((rc = put(txn, MRFS_DB_MODELS, k_str(k_tag(&k, 'n'), name), idb, 8)))
 		goto out;
-	if ((rc = event_new(txn, "model.create", name, &ev, &seq)))
+	if ((rc = event_new(txn, "model.create", name, mrfs_now_ns(), &ev, &seq)))
 		goto out;
 	rc = event_commit(txn, ev, seq, who, &m);
 	if (!rc && out)
@@ -879,7 +881,7 @@ int mrfs_model_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
 		goto out;
 	snprintf(m.name, sizeof(m.name), "%s", to);
 	m.ctime_ns = mrfs_now_ns();
-	if ((rc = event_new(txn, "model.rename", to, &ev, &seq)))
+	if ((rc = event_new(txn, "model.rename", to, mrfs_now_ns(), &ev, &seq)))
 		goto out;
 	mrfs_doc_str(ev, "from", from);
 	mrfs_doc_str(ev, "to", to);
@@ -912,7 +914,7 @@ int mrfs_model_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
 		goto out;
 	if ((rc = del(txn, MRFS_DB_MODELS, k_u64(k_tag(&k, 'i'), m.id))))
 		goto out;
-	if ((rc = event_new(txn, "model.delete", name, &ev, &seq)))
+	if ((rc = event_new(txn, "model.delete", name, mrfs_now_ns(), &ev, &seq)))
 		goto out;
 	rc = event_commit(txn, ev, seq, who, NULL);
 out:
@@ -1009,7 +1011,7 @@ int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who
 	m.max_version = n;
 	m.nversions++;
 	m.mtime_ns = m.ctime_ns = now;
-	if ((rc = event_new(txn, "version.create", m.name, &ev, &seq)))
+	if ((rc = event_new(txn, "version.create", m.name, mrfs_now_ns(), &ev, &seq)))
 		goto out;
 	mrfs_doc_int(ev, "version", n);
 	rc = event_commit(txn, ev, seq, who, &m);
@@ -1061,7 +1063,7 @@ int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who
 		goto out;
 	m.nversions--;
 	m.mtime_ns = m.ctime_ns = mrfs_now_ns();
-	if ((rc = event_new(txn, "version.delete", m.name, &ev, &seq)))
+	if ((rc = event_new(txn, "version.delete", m.name, mrfs_now_ns(), &ev, &seq)))
 		goto out;
 	mrfs_doc_int(ev, "version", v.n);
 	rc = event_commit(txn, ev, seq, who, &m);
@@ -1138,7 +1140,7 @@ static int seal_in(struct mrfs_txn *txn, const struct mrfs_caller *who,
 	if (v->n > m->latest)
 		m->latest = v->n;
 	m->mtime_ns = m->ctime_ns = v->sealed.time_ns;
-	if ((rc = event_new(txn, "version.seal", m->name, &ev, &seq)))
+	if ((rc = event_new(txn, "version.seal", m->name, v->sealed.time_ns, &ev, &seq)))
 		return rc;
 	mrfs_doc_int(ev, "version", v->n);
 	mrfs_doc_int(ev, "size", (int64_t)v->size);
@@ -1292,7 +1294,8 @@ static int alias_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
 {
 	struct mrfs_doc *ev;
 	uint64_t seq;
-	int rc = event_new(txn, kind, m->name, &ev, &seq);
+	/* the alias change's own time: @<time> answers as its mtime says */
+	int rc = event_new(txn, kind, m->name, m->mtime_ns, &ev, &seq);
 
 	if (rc)
 		return rc;
@@ -2156,7 +2159,7 @@ static int metadata_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
 {
 	struct mrfs_doc *ev;
 	uint64_t seq;
-	int rc = event_new(txn, "metadata.update", m->name, &ev, &seq);
+	int rc = event_new(txn, "metadata.update", m->name, mrfs_now_ns(), &ev, &seq);
 
 	if (rc)
 		return rc;
@@ -2235,7 +2238,7 @@ int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
 		goto out;
 	if (policy) {
 		struct mrfs_doc *effective = pol ? NULL : default_policy();
-		if ((rc = event_new(txn, "policy.update", m.name, &ev, &seq)))
+		if ((rc = event_new(txn, "policy.update", m.name, mrfs_now_ns(), &ev, &seq)))
 			goto out;
 		rc = mrfs_doc_set(ev, "policy", pol ? pol : effective);
 		mrfs_doc_free(effective);
@@ -2379,7 +2382,7 @@ int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who
 	m.latest = ls.best;
 	m.nversions--;
 	m.mtime_ns = m.ctime_ns = mrfs_now_ns();
-	if ((rc = event_new(txn, "version.delete", m.name, &ev, &seq)))
+	if ((rc = event_new(txn, "version.delete", m.name, mrfs_now_ns(), &ev, &seq)))
 		goto out;
 	mrfs_doc_int(ev, "version", n);
 	mrfs_doc_int(ev, "files", (int64_t)v.nfiles);
