@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# The chunk-store benchmark (`make bench`): ingest five synthetic
+# `make bench`: the chunk store's benchmark, then the mount's
+# (scripts/bench-fs.sh, which documents its own figures and environment).
+# MRFS_BENCH=store or fs runs one of them; all (the default) both.
+#
+# The chunk-store benchmark: ingest five synthetic
 # safetensors variants into a fresh store, run after run, and compare each
 # ingest with `cp FILE DEST && sync` of the same file on the same disk in
 # the same run (the store's writer fdatasyncs its packs and LMDB syncs its
@@ -9,6 +13,7 @@
 # on one core, and the targets beside the figures.
 #
 # Environment:
+#   MRFS_BENCH       store, fs or all (all)
 #   MRFS_BUILD       build directory holding bench/bench_store (build)
 #   MRFS_BENCH_SIZE  size of the base file, e.g. 128M (1G)
 #   MRFS_BENCH_RUNS  runs, each on a fresh store (3)
@@ -32,6 +37,13 @@ die() {
 	echo "bench.sh: $*" >&2
 	exit 1
 }
+
+what=${MRFS_BENCH:-all}
+case $what in
+store | all) ;;
+fs) exec scripts/bench-fs.sh ;;
+*) die "MRFS_BENCH=$what: store, fs or all" ;;
+esac
 
 [ -x "$bin" ] || die "$bin is not built (make tools)"
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "MRFS_BENCH_RUNS=$runs is not a number of runs"
@@ -203,3 +215,11 @@ END {
 		printf "note: targets are set for a 1 GiB base; at %.0f MiB one changed chunk (~1 MiB) is %.2f%% of a file\n", \
 		       size / 1048576, 100 * 1048576 / size
 }' "$work/results"
+
+if [ "$what" = all ]; then
+	# free the disk for the next part; its table follows this one
+	rm -rf "$work"
+	trap - EXIT
+	echo
+	exec scripts/bench-fs.sh
+fi

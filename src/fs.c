@@ -2155,11 +2155,62 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	handle_put(fs, h);
 }
 
+/*
+ * Reply to a read of stored content with pack-file buffers, so that libfuse
+ * splices them. A range that needs more segments than a reply carries (it
+ * should not happen with max_read <= 1 MiB and 256 KiB chunks) is read into
+ * memory instead: a short reply would read as the end of the file.
+ */
+static void read_content(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
+			 off_t off)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct mrfs_segment segs[MAX_SEGS];
+	struct fuse_bufvec *bv;
+	uint64_t want, got = 0;
+	int n, rc;
+
+	if (!h->file || (uint64_t)off >= h->file->size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	want = h->file->size - (uint64_t)off < size ? h->file->size - (uint64_t)off : size;
+	rc = mrfs_store_segments(fs->store, h->file, (uint64_t)off, size, segs, MAX_SEGS, &n);
+	if (rc) {
+		fail(req, rc, "read", ino, NULL, "a chunk does not match its hash");
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		got += segs[i].len;
+	/* the vector's buf[] is its last member: room for n of them */
+	bv = got == want ? calloc(1, sizeof(*bv) + (size_t)n * sizeof(struct fuse_buf)) : NULL;
+	if (!bv) {
+		char *buf = malloc(want);
+		ssize_t r = buf ? mrfs_store_read(fs->store, h->file, (uint64_t)off, want, buf)
+				: -ENOMEM;
+		if (r < 0)
+			fail(req, (int)r, "read", ino, NULL, NULL);
+		else
+			fuse_reply_buf(req, buf, (size_t)r);
+		free(buf);
+		return;
+	}
+	bv->count = (size_t)n;
+	for (int i = 0; i < n; i++) {
+		struct fuse_buf *b = bv->buf + i;
+		b->size = segs[i].len;
+		b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+		b->fd = segs[i].fd;
+		b->pos = segs[i].off;
+	}
+	fuse_reply_data(req, bv, 0);
+	free(bv);
+}
+
 static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
 			off_t off)
 {
 	struct mrfs_fs *fs = fs_of(req);
-	int rc;
 
 	if (h->type == H_BUF) {
 		size_t o = (size_t)off < h->len ? (size_t)off : h->len;
@@ -2167,32 +2218,7 @@ static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t
 		return;
 	}
 	if (h->type == H_CONTENT) {
-		struct {
-			struct fuse_bufvec v;
-			struct fuse_buf more[MAX_SEGS - 1];
-		} bv;
-		struct mrfs_segment segs[MAX_SEGS];
-		int n;
-
-		if (!h->file) {
-			fuse_reply_buf(req, NULL, 0);
-			return;
-		}
-		rc = mrfs_store_segments(fs->store, h->file, (uint64_t)off, size, segs, MAX_SEGS, &n);
-		if (rc) {
-			fail(req, rc, "read", ino, NULL, "a chunk does not match its hash");
-			return;
-		}
-		memset(&bv, 0, sizeof(bv));
-		bv.v.count = (size_t)n;
-		for (int i = 0; i < n; i++) {
-			struct fuse_buf *b = &bv.v.buf[i];
-			b->size = segs[i].len;
-			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-			b->fd = segs[i].fd;
-			b->pos = segs[i].off;
-		}
-		fuse_reply_data(req, &bv.v, 0);
+		read_content(req, ino, h, size, off);
 		return;
 	}
 	if (h->type == H_NODE) {
