@@ -2705,6 +2705,36 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ---- running ------------------------------------------------------------------ */
 
+/*
+ * The kernel gives a FUSE mount 128 KiB of readahead whatever the daemon
+ * asks; serving tools mmap and read large files, which want the disk's
+ * (mrfs answers from its own page cache of the packs). Raise it for this
+ * mount's backing device, found in mountinfo without touching the mount
+ * (the loop is not running yet). Root only; failure is harmless.
+ */
+static void raise_readahead(const char *mountpoint, unsigned kb)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], dev[64] = "", path[4096];
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char d[64], mp[4096];
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", d, mp) == 2 && !strcmp(mp, mountpoint))
+			snprintf(dev, sizeof(dev), "%s", d); /* the last one is ours */
+	}
+	fclose(f);
+	if (!*dev)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "we");
+	if (f) {
+		fprintf(f, "%u\n", kb);
+		fclose(f);
+	}
+}
+
 static int fs_open(struct mrfs_fs *fs, const char *dir)
 {
 	char path[4096];
@@ -2796,6 +2826,7 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 		rc = -EIO;
 		goto out_signals;
 	}
+	raise_readahead(fs.mountpoint, 8192);
 	/* LMDB must not cross a fork: open the store in the daemon */
 	fuse_daemonize(o->foreground);
 	clock_gettime(CLOCK_REALTIME, &started);
