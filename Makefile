@@ -78,12 +78,14 @@ $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench:
 	mkdir -p $@
 
 test: all $(UNIT_BIN)
+	@scripts/install-deps.sh
 	@MRFS_BUILD=$(BUILD) tests/run.sh
 
 unit: all $(UNIT_BIN)
 	@MRFS_BUILD=$(BUILD) tests/run.sh unit
 
 integration: all
+	@scripts/install-deps.sh
 	@MRFS_BUILD=$(BUILD) tests/run.sh integration
 
 bench: all $(BENCH_BIN)
