@@ -1503,10 +1503,9 @@ static int apply_metadata(const char *mnt, const char *model, uint32_t n, struct
 		*eq = '\0';
 		rc = mrfs_doc_set_path(rec, key, eq + 1);
 		free(key);
-		if (rc == -ENOMEM)
-			oom();
 		if (rc) {
-			error("-m %s: not a KEY=VALUE with a dotted KEY", sets->v[i]);
+			/* mrfs_doc_set_path says -EINVAL for text that is not UTF-8 too */
+			error("-m %s: not a KEY=VALUE with a dotted KEY and UTF-8 text", sets->v[i]);
 			goto out_free;
 		}
 	}

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,10 +101,65 @@ struct mrfs_doc *mrfs_doc_arr(struct mrfs_doc *doc, const char *key)
 	return (struct mrfs_doc *)add(doc, key, json_array());
 }
 
+/*
+ * jansson writes reals with 17 digits, so 0.95 reads 0.94999999999999996.
+ * Rewrite each real of @text in place with the fewest digits that read
+ * back as the same double (what jq and Python print); never longer.
+ */
+static void shorten_reals(char *text)
+{
+	char *r = text, *w = text;
+	bool in_str = false;
+
+	while (*r) {
+		char num[40], best[48];
+		size_t n;
+		double d;
+
+		if (in_str) {
+			if (*r == '\\' && r[1])
+				*w++ = *r++; /* the escaped character follows */
+			else if (*r == '"')
+				in_str = false;
+			*w++ = *r++;
+			continue;
+		}
+		if (*r != '-' && (*r < '0' || *r > '9')) {
+			in_str = *r == '"';
+			*w++ = *r++;
+			continue;
+		}
+		n = strspn(r, "0123456789+-.eE");
+		if (n < sizeof(num)) {
+			memcpy(num, r, n);
+			num[n] = '\0';
+		}
+		if (n >= sizeof(num) || !strpbrk(num, ".eE")) {
+			memmove(w, r, n); /* an integer: as it is */
+			w += n;
+			r += n;
+			continue;
+		}
+		d = strtod(num, NULL);
+		for (int prec = 1; prec <= 17; prec++) {
+			snprintf(best, sizeof(best), "%.*g", prec, d);
+			if (strtod(best, NULL) == d)
+				break;
+		}
+		if (!strpbrk(best, ".eE"))
+			strcat(best, ".0"); /* stay a real: 2 -> 2.0 */
+		if (strlen(best) > n)
+			memcpy(best, num, n + 1);
+		memcpy(w, best, strlen(best));
+		w += strlen(best);
+		r += n;
+	}
+	*w = '\0';
+}
+
 char *mrfs_doc_dump(struct mrfs_doc *doc, int pretty, size_t *len)
 {
-	/* 16 digits: 0.95 reads back as 0.95, not 0.94999999999999996 */
-	size_t flags = JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(16);
+	size_t flags = JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII;
 	char *text, *out;
 	size_t n;
 
@@ -111,6 +167,7 @@ char *mrfs_doc_dump(struct mrfs_doc *doc, int pretty, size_t *len)
 	text = json_dumps(J(doc), flags);
 	if (!text)
 		return NULL;
+	shorten_reals(text);
 	n = strlen(text);
 	out = realloc(text, n + 2);
 	if (!out) {
@@ -255,11 +312,20 @@ int mrfs_doc_set_path(struct mrfs_doc *doc, const char *path, const char *value)
 
 	if (!json_is_object(cur))
 		return -EINVAL;
+	/* every segment non-empty and short, before anything changes */
+	for (const char *q = path;;) {
+		size_t n = strcspn(q, ".");
+		if (n == 0 || n >= sizeof(part))
+			return -EINVAL;
+		if (!q[n])
+			break;
+		q += n + 1;
+	}
 	v = json_loads(value, JSON_DECODE_ANY, NULL);
 	if (!v)
-		v = json_string(value);
+		v = json_string(value); /* NULL: not UTF-8 */
 	if (!v)
-		return -ENOMEM;
+		return -EINVAL;
 	for (;;) {
 		size_t n = strcspn(path, ".");
 		json_t *next;
@@ -278,12 +344,12 @@ int mrfs_doc_set_path(struct mrfs_doc *doc, const char *path, const char *value)
 			next = json_object();
 			if (!next || json_object_set_new(cur, part, next)) {
 				json_decref(v);
-				return -ENOMEM;
+				return -EINVAL; /* out of memory, or a key not UTF-8 */
 			}
 		}
 		cur = next;
 	}
-	return json_object_set_new(cur, part, v) ? -ENOMEM : 0;
+	return json_object_set_new(cur, part, v) ? -EINVAL : 0;
 }
 
 /* ---- time ------------------------------------------------------------------ */
@@ -312,16 +378,23 @@ int mrfs_time_parse(const char *text, int64_t *time_ns)
 		if (*p == 'Z' || *p == 'z') {
 			p++;
 		} else if (*p == '+' || *p == '-') {
-			int hh, mm;
-			if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-				return -EINVAL;
-			off = (hh * 3600L + mm * 60L) * (*p == '-' ? -1 : 1);
+			/* exactly +HH:MM */
+			for (int i = 1; i <= 5; i++)
+				if (i == 3 ? p[i] != ':' : (p[i] < '0' || p[i] > '9'))
+					return -EINVAL;
+			off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600L +
+			      ((p[4] - '0') * 10 + (p[5] - '0')) * 60L;
+			if (*p == '-')
+				off = -off;
 			p += 6;
 		} else {
 			return -EINVAL;
 		}
 	}
 	if (*p)
+		return -EINVAL;
+	/* int64 nanoseconds reach from 1677 to 2262 */
+	if (tm.tm_year < 1678 - 1900 || tm.tm_year > 2261 - 1900)
 		return -EINVAL;
 	*time_ns = ((int64_t)timegm(&tm) - off) * 1000000000 + ns;
 	return 0;

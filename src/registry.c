@@ -1185,10 +1185,12 @@ out:
 static int parse_target(const char *target, const struct mrfs_model *m,
 			const char *mountpoint, uint32_t *n, struct mrfs_err *err)
 {
-	char buf[4096], *p, *model = NULL;
+	char *buf = strdup(target), *p, *model = NULL;
 	size_t len;
+	int rc = -EINVAL;
 
-	snprintf(buf, sizeof(buf), "%s", target);
+	if (!buf)
+		return -ENOMEM;
 	len = strlen(buf);
 	while (len > 1 && buf[len - 1] == '/')
 		buf[--len] = '\0';
@@ -1210,19 +1212,22 @@ static int parse_target(const char *target, const struct mrfs_model *m,
 			goto bad;
 		*slash = '\0';
 		if (strcmp(model, m->name)) {
-			refuse(err, "alias target '%s' is in model '%s', not '%s'",
-			       target, model, m->name);
-			return -EINVAL;
+			refuse(err, "alias target '%.80s' is in model '%.64s', not '%s'", target,
+			       model, m->name);
+			goto out;
 		}
 		p = slash + 1;
 	}
 	if (strncmp(p, "versions/", 9) || !mrfs_version_parse(p + 9, n))
 		goto bad;
-	return 0;
+	rc = 0;
+	goto out;
 bad:
-	refuse(err, "alias target '%s' is not a version of '%s' (write versions/N)",
-	       target, m->name);
-	return -EINVAL;
+	refuse(err, "alias target '%.80s' is not a version of '%s' (write versions/N)", target,
+	       m->name);
+out:
+	free(buf);
+	return rc;
 }
 
 static int model_user_doc(struct mrfs_txn *txn, uint64_t model, struct mrfs_doc **out);

@@ -79,6 +79,7 @@ struct wpack {
 	uint32_t id;
 	int fd;
 	uint64_t size;
+	uint64_t start;	 /* its size when its writer took it */
 	uint64_t kicked; /* bytes up to here are on their way to the disk */
 	struct wpack *next;
 };
@@ -634,6 +635,7 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 		/* an idle pack may have been collected by gc meanwhile */
 		if (!flock(p->fd, LOCK_EX | LOCK_NB) && !fstat(p->fd, &st) && st.st_nlink) {
 			pthread_mutex_unlock(&store->lock);
+			p->start = p->size;
 			*out = p;
 			return 0;
 		}
@@ -671,6 +673,28 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 	}
 	*out = p;
 	return 0;
+}
+
+/*
+ * Forget what the taker of @p appended: nothing in the index names those
+ * bytes (chunks are indexed only when a stream finishes), so a stream that
+ * fails or is dropped gives its space back at once. A pack this writer
+ * started is removed whole.
+ */
+static void pack_rewind(struct mrfs_store *store, struct wpack *p, bool retired)
+{
+	if (p->size == p->start)
+		return;
+	if (retired && p->start == 0) {
+		char name[32];
+		pack_name(name, sizeof(name), p->id);
+		unlinkat(store->packs_fd, name, 0);
+	} else if (ftruncate(p->fd, (off_t)p->start)) {
+		return; /* garbage, for gc */
+	}
+	p->size = p->start;
+	if (p->kicked > p->size)
+		p->kicked = p->size;
 }
 
 /* Give @p back: to the pool while it has room, else close it. */
@@ -898,11 +922,17 @@ int mrfs_writer_write(struct mrfs_writer *w, const void *buf, size_t len)
 	return 0;
 }
 
-static void writer_free(struct mrfs_writer *w)
+/* Free @w; unless @keep (its file was recorded), take back its pack bytes. */
+static void writer_free(struct mrfs_writer *w, bool keep)
 {
-	if (w->pack)
+	if (w->pack) {
+		if (!keep)
+			pack_rewind(w->store, w->pack, false);
 		pack_give(w->store, w->pack);
+	}
 	for (uint32_t i = 0; i < w->nfull; i++) {
+		if (!keep)
+			pack_rewind(w->store, w->full[i], true);
 		close(w->full[i]->fd);
 		free(w->full[i]);
 	}
@@ -934,14 +964,14 @@ int mrfs_writer_spill(struct mrfs_writer *w, int fd)
 	}
 	if (!rc)
 		rc = pwrite_all(fd, w->buf, w->len, off);
-	writer_free(w);
+	writer_free(w, false);
 	return rc;
 }
 
 void mrfs_writer_abort(struct mrfs_writer *w)
 {
 	if (w)
-		writer_free(w);
+		writer_free(w, false);
 }
 
 /* Take a reference on chunk @c in the index, adding it when new. */
@@ -1030,7 +1060,7 @@ int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn, uint64_t *id
 		XXH128_canonicalFromHash((XXH128_canonical_t *)h.digest, d);
 		rc = put_file(txn, *id, &h, w->chunks);
 	}
-	writer_free(w);
+	writer_free(w, rc == 0);
 	return rc;
 }
 
@@ -2035,8 +2065,11 @@ static int gc_rewrite(struct mrfs_store *store, const struct gc_pack *p, uint8_t
 	else
 		rc = mdb_err(mdb_txn_commit(txn));
 out_give:
-	if (dst)
+	if (dst) {
+		if (rc)
+			pack_rewind(store, dst, false);
 		pack_give(store, dst);
+	}
 out_free:
 	free(cs);
 	return rc;
