@@ -159,7 +159,7 @@ static void shorten_reals(char *text)
 
 char *mrfs_doc_dump(struct mrfs_doc *doc, int pretty, size_t *len)
 {
-	size_t flags = JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII;
+	size_t flags = JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_ENCODE_ANY;
 	char *text, *out;
 	size_t n;
 
@@ -312,11 +312,16 @@ int mrfs_doc_set_path(struct mrfs_doc *doc, const char *path, const char *value)
 
 	if (!json_is_object(cur))
 		return -EINVAL;
-	/* every segment non-empty and short, before anything changes */
+	/* every segment non-empty, short and UTF-8, before anything changes */
 	for (const char *q = path;;) {
 		size_t n = strcspn(q, ".");
+		json_t *probe;
 		if (n == 0 || n >= sizeof(part))
 			return -EINVAL;
+		probe = json_stringn(q, n); /* NULL: not UTF-8 */
+		if (!probe)
+			return -EINVAL;
+		json_decref(probe);
 		if (!q[n])
 			break;
 		q += n + 1;
