@@ -126,13 +126,31 @@ struct wchunk {
 	uint64_t pack_off;
 };
 
+/*
+ * A writer cuts, keys and stores on a thread of its own once a stream is
+ * longer than one hand-off buffer, so that the caller's reading (a FUSE
+ * write, a read() of the source) overlaps the chunking: the caller fills
+ * `fill`; a full one is handed over through `slot` (one in flight), and the
+ * buffer the thread finished comes back for filling.
+ */
+#define HANDOFF (2u << 20)
+
 struct mrfs_writer {
 	struct mrfs_store *store;
 	uint8_t *buf;
-	size_t len; /* bytes buffered, not yet cut */
-	uint64_t size;
+	size_t len; /* bytes buffered, not yet cut (the chunking side's) */
+	uint64_t size; /* bytes written by the caller */
 	int err;
 	bool synced;
+
+	/* the hand-off, under mu (the caller's side: fill, fill_len) */
+	int terr; /* the chunking thread's first error */
+	uint8_t *fill, *slot, *done;
+	size_t fill_len, slot_len;
+	bool threaded, stop;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 	XXH3_state_t digest;
 	struct wchunk *chunks;
 	uint32_t nchunks, cap;
@@ -760,10 +778,15 @@ int mrfs_writer_new(struct mrfs_store *store, struct mrfs_writer **out)
 		return -ENOMEM;
 	w->store = store;
 	w->buf = malloc(WRITER_BUF);
-	if (!w->buf) {
+	w->fill = malloc(HANDOFF);
+	if (!w->buf || !w->fill) {
+		free(w->buf);
+		free(w->fill);
 		free(w);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
 	XXH3_128bits_reset(&w->digest);
 	*out = w;
 	return 0;
@@ -899,25 +922,131 @@ static int writer_drain(struct mrfs_writer *w, bool final)
 	return rc;
 }
 
-int mrfs_writer_write(struct mrfs_writer *w, const void *buf, size_t len)
+/* The chunking side: buffer @len bytes, cutting whenever the buffer fills. */
+static int writer_feed(struct mrfs_writer *w, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = buf;
+	int rc;
 
-	if (w->err)
-		return w->err;
-	if (w->synced)
-		return -EINVAL;
 	while (len) {
 		size_t n = WRITER_BUF - w->len;
 		if (n > len)
 			n = len;
 		memcpy(w->buf + w->len, p, n);
 		w->len += n;
+		p += n;
+		len -= n;
+		if (w->len == WRITER_BUF && (rc = writer_drain(w, false)))
+			return rc;
+	}
+	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	struct mrfs_writer *w = arg;
+	int rc = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		uint8_t *b;
+		size_t n;
+
+		while (!w->slot && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->slot)
+			break;
+		b = w->slot;
+		n = w->slot_len;
+		pthread_mutex_unlock(&w->mu);
+		if (!rc)
+			rc = writer_feed(w, b, n); /* after an error: only drain */
+		pthread_mutex_lock(&w->mu);
+		if (rc && !w->terr)
+			w->terr = rc;
+		w->slot = NULL;
+		w->done = b;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Hand the filled buffer to the chunking thread (starting it the first
+ * time) and take back an empty one. */
+static int writer_handoff(struct mrfs_writer *w)
+{
+	int rc;
+
+	if (!w->threaded) {
+		w->done = malloc(HANDOFF);
+		if (!w->done)
+			return writer_feed(w, w->fill, w->fill_len); /* no second buffer */
+		if (pthread_create(&w->thread, NULL, writer_main, w)) {
+			free(w->done);
+			w->done = NULL;
+			return writer_feed(w, w->fill, w->fill_len);
+		}
+		w->threaded = true;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->slot)
+		pthread_cond_wait(&w->cv, &w->mu);
+	rc = w->terr;
+	w->slot = w->fill;
+	w->slot_len = w->fill_len;
+	w->fill = w->done;
+	w->done = NULL;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	w->fill_len = 0;
+	return rc;
+}
+
+/* Everything written reaches the chunking side, and its thread ends. */
+static int writer_join(struct mrfs_writer *w)
+{
+	int rc;
+
+	if (!w->threaded) {
+		rc = w->fill_len ? writer_feed(w, w->fill, w->fill_len) : 0;
+		w->fill_len = 0;
+		return rc;
+	}
+	if (w->fill_len)
+		writer_handoff(w);
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	w->threaded = false;
+	free(w->done);
+	w->done = NULL;
+	return w->terr;
+}
+
+int mrfs_writer_write(struct mrfs_writer *w, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	int rc;
+
+	if (w->err)
+		return w->err;
+	if (w->synced)
+		return -EINVAL;
+	while (len) {
+		size_t n = HANDOFF - w->fill_len;
+		if (n > len)
+			n = len;
+		memcpy(w->fill + w->fill_len, p, n);
+		w->fill_len += n;
 		w->size += n;
 		p += n;
 		len -= n;
-		if (w->len == WRITER_BUF && (w->err = writer_drain(w, false)))
-			return w->err;
+		if (w->fill_len == HANDOFF && (rc = writer_handoff(w))) {
+			w->err = rc;
+			return rc;
+		}
 	}
 	return 0;
 }
@@ -925,6 +1054,10 @@ int mrfs_writer_write(struct mrfs_writer *w, const void *buf, size_t len)
 /* Free @w; unless @keep (its file was recorded), take back its pack bytes. */
 static void writer_free(struct mrfs_writer *w, bool keep)
 {
+	if (w->threaded) {
+		w->fill_len = 0; /* dropped: what was handed over is enough */
+		writer_join(w);
+	}
 	if (w->pack) {
 		if (!keep)
 			pack_rewind(w->store, w->pack, false);
@@ -939,14 +1072,19 @@ static void writer_free(struct mrfs_writer *w, bool keep)
 	free(w->full);
 	free(w->chunks);
 	free(w->buf);
+	free(w->fill);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
 	free(w);
 }
 
 int mrfs_writer_spill(struct mrfs_writer *w, int fd)
 {
 	uint64_t off = 0;
-	int rc = w->err;
+	int rc = writer_join(w);
 
+	if (!rc)
+		rc = w->err;
 	for (uint32_t i = 0; !rc && i < w->nchunks; i++) {
 		const struct wchunk *c = &w->chunks[i];
 		uint8_t *buf = malloc(c->len);
@@ -1030,7 +1168,9 @@ int mrfs_writer_sync(struct mrfs_writer *w)
 
 	if (w->synced || rc)
 		return rc;
-	rc = writer_drain(w, true);
+	rc = writer_join(w);
+	if (!rc)
+		rc = writer_drain(w, true);
 	/* the bytes reach the disk before any index entry names them */
 	if (!rc && w->pack && fdatasync(w->pack->fd))
 		rc = -errno;
