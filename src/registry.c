@@ -299,8 +299,10 @@ int mrfs_node_readlink(struct mrfs_txn *txn, uint64_t id, char *buf, size_t size
 {
 	struct key k;
 	struct mrfs_val v;
+	int rc;
+
 	k_u64(k_tag(&k, 'l'), id);
-	int rc = mrfs_kv_get(txn, MRFS_DB_NODES, k.b, k.len, &v);
+	rc = mrfs_kv_get(txn, MRFS_DB_NODES, k.b, k.len, &v);
 
 	if (rc)
 		return rc;
@@ -328,8 +330,10 @@ int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model,
 	struct key k;
 	struct mrfs_val v;
 	char name[MRFS_NAME_MAX + 1];
+	int rc;
+
 	k_u64(k_tag(&k, 'i'), id);
-	int rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v);
+	rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v);
 
 	if (rc == -ENOENT) {
 		/* gone: its tombstone, if any */
