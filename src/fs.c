@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <grp.h>
 #include <pwd.h>
@@ -2829,6 +2830,10 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 	raise_readahead(fs.mountpoint, 8192);
 	/* LMDB must not cross a fork: open the store in the daemon */
 	fuse_daemonize(o->foreground);
+	/* Reply buffers of up to 1 MiB come and go on every thread: keep them
+	 * out of the per-thread heaps (glibc would otherwise raise its mmap
+	 * threshold and keep each thread's peak), so RSS stays flat. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	clock_gettime(CLOCK_REALTIME, &started);
 	if ((rc = fs_open(&fs, dir))) {
 		fprintf(stderr, "mrfs: cannot open store %s: %s\n", dir, strerror(-rc));

@@ -1456,8 +1456,8 @@ static uint8_t *scratch(size_t len)
 	}
 	if (s->cap < len) {
 		free(s->buf);
-		s->buf = malloc(MRFS_CHUNK_MAX > len ? MRFS_CHUNK_MAX : len);
-		s->cap = s->buf ? (MRFS_CHUNK_MAX > len ? MRFS_CHUNK_MAX : len) : 0;
+		s->buf = malloc(len);
+		s->cap = s->buf ? len : 0;
 	}
 	return s->buf;
 }
@@ -1509,18 +1509,34 @@ static int chunk_read_check(struct mrfs_store *store, struct mrfs_chunk *c, uint
 	return 0;
 }
 
+/* Read in this many bytes at a time when checking a chunk for a splice:
+ * the daemon's many threads each keep one such buffer. */
+#define CHECK_STEP (256u << 10)
+
 /* Make sure chunk @c has been checked once; returns its pack's fd. */
 static int chunk_checked_fd(struct mrfs_store *store, struct mrfs_chunk *c)
 {
-	if (!keyset_has(&store->verified, c->key)) {
-		uint8_t *buf = scratch(c->len);
-		int rc;
-		if (!buf)
-			return -ENOMEM;
-		if ((rc = chunk_read_check(store, c, buf)))
+	XXH3_state_t st;
+	uint8_t key[MRFS_KEY_LEN], *buf;
+	int fd = chunk_fd(store, c), rc;
+
+	if (fd < 0 || keyset_has(&store->verified, c->key))
+		return fd;
+	buf = scratch(CHECK_STEP);
+	if (!buf)
+		return -ENOMEM;
+	XXH3_128bits_reset_withSecret(&st, store->secret, sizeof(store->secret));
+	for (uint32_t off = 0; off < c->len; off += CHECK_STEP) {
+		uint32_t n = c->len - off < CHECK_STEP ? c->len - off : CHECK_STEP;
+		if ((rc = pread_all(fd, buf, n, c->pack_off + off)))
 			return rc;
+		XXH3_128bits_update(&st, buf, n);
 	}
-	return chunk_fd(store, c);
+	XXH128_canonicalFromHash((XXH128_canonical_t *)key, XXH3_128bits_digest(&st));
+	if (memcmp(key, c->key, MRFS_KEY_LEN))
+		return -EIO;
+	keyset_add(&store->verified, c->key);
+	return fd;
 }
 
 ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
