@@ -2761,7 +2761,8 @@ static struct dfile *files_of(struct mrfs_doc *rec, size_t *n)
 		if (dstr(f, "path"))
 			v[(*n)++] = (struct dfile){ dstr(f, "path"), f };
 	}
-	qsort(v, *n, sizeof(*v), cmp_dfile);
+	if (*n)
+		qsort(v, *n, sizeof(*v), cmp_dfile);
 	return v;
 }
 
@@ -2901,7 +2902,8 @@ static int cmd_diff(int argc, char **argv)
 	for (size_t j = 0; j < lb.keys.n; j++)
 		if (!has_str(&keys, lb.keys.v[j]))
 			strs_push(&keys, xstrdup(lb.keys.v[j]));
-	qsort(keys.v, keys.n, sizeof(*keys.v), cmp_str);
+	if (keys.n)
+		qsort(keys.v, keys.n, sizeof(*keys.v), cmp_str);
 	table_init(&mt, 4, 0);
 	tcell_blank(&mt);
 	tcell(&mt, "KEY");
@@ -3409,7 +3411,8 @@ static int vfy_file_cb(void *ctx, const char *path, const struct mrfs_node *nd)
 {
 	struct vfy *x = ctx;
 
-	if (!nd->file || !bsearch(&nd->file, x->ids, x->nids, sizeof(*x->ids), cmp_u64))
+	if (!nd->file || !x->nids ||
+	    !bsearch(&nd->file, x->ids, x->nids, sizeof(*x->ids), cmp_u64))
 		return 0;
 	if (x->nuses == x->ucap) {
 		x->ucap = x->ucap ? 2 * x->ucap : 16;

@@ -650,7 +650,7 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 		struct stat st;
 
 		store->pool = p->next;
-		/* an idle pack may have been collected by gc meanwhile */
+		/* still ours (locked since it was made) and still there */
 		if (!flock(p->fd, LOCK_EX | LOCK_NB) && !fstat(p->fd, &st) && st.st_nlink) {
 			pthread_mutex_unlock(&store->lock);
 			p->start = p->size;
@@ -723,8 +723,11 @@ static void pack_give(struct mrfs_store *store, struct wpack *p)
 		free(p);
 		return;
 	}
-	/* idle in the pool, gc may collect it; pack_take checks */
-	flock(p->fd, LOCK_UN);
+	/*
+	 * Stays locked while idle in the pool: the index entries naming what
+	 * the writer appended may not be committed yet (the caller commits
+	 * after mrfs_writer_finish), and gc must not collect a pack under them.
+	 */
 	pthread_mutex_lock(&store->lock);
 	p->next = store->pool;
 	store->pool = p;
@@ -1753,7 +1756,7 @@ int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void
 
 			file_ent_at(&v, i, &e);
 			sum += e.len;
-			c = bsearch(e.key, all, n, sizeof(*all), vchunk_cmp);
+			c = n ? bsearch(e.key, all, n, sizeof(*all), vchunk_cmp) : NULL;
 			mrfs_key_hex(e.key, hex);
 			if (!c) {
 				report(fn, ctx, id,
@@ -2074,7 +2077,8 @@ static int gc_survey(struct mrfs_store *store, struct gc_pack **out, size_t *n)
 		packs[cnt++] = (struct gc_pack){ id, (uint64_t)st.st_size, 0 };
 	}
 	closedir(d);
-	qsort(packs, cnt, sizeof(*packs), gc_pack_cmp);
+	if (cnt)
+		qsort(packs, cnt, sizeof(*packs), gc_pack_cmp);
 	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
 		goto out_free;
 	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur)))) {
@@ -2089,7 +2093,7 @@ static int gc_survey(struct mrfs_store *store, struct gc_pack **out, size_t *n)
 			continue;
 		memcpy(&cv, v.mv_data, sizeof(cv));
 		key.id = cv.pack;
-		p = bsearch(&key, packs, cnt, sizeof(*packs), gc_pack_cmp);
+		p = cnt ? bsearch(&key, packs, cnt, sizeof(*packs), gc_pack_cmp) : NULL;
 		if (p)
 			p->live += cv.len;
 	}
@@ -2156,7 +2160,8 @@ static int gc_chunks_of(struct mrfs_store *store, uint32_t id, struct gc_chunk *
 		free(a);
 		return mdb_err(rc);
 	}
-	qsort(a, cnt, sizeof(*a), gc_chunk_cmp);
+	if (cnt)
+		qsort(a, cnt, sizeof(*a), gc_chunk_cmp);
 	*out = a;
 	*n = cnt;
 	return 0;
