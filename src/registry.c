@@ -118,6 +118,20 @@ static int get_rec(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k,
 	return 0;
 }
 
+/* An index record: key @k holds the big-endian id of what it names. */
+static int index_get(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k, uint64_t *id)
+{
+	struct mrfs_val v;
+	int rc = mrfs_kv_get(txn, db, k->b, k->len, &v);
+
+	if (rc)
+		return rc;
+	if (v.len != 8)
+		return -EIO;
+	*id = get_be64(v.data);
+	return 0;
+}
+
 static int put(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k,
 	       const void *val, size_t len)
 {
@@ -202,18 +216,13 @@ int mrfs_model_get(struct mrfs_txn *txn, uint64_t id, struct mrfs_model *m)
 int mrfs_model_by_name(struct mrfs_txn *txn, const char *name, struct mrfs_model *m)
 {
 	struct key k;
-	struct mrfs_val v;
+	uint64_t id;
 	int rc;
 
 	if (strlen(name) > MRFS_NAME_MAX)
 		return -ENOENT;
 	k_str(k_tag(&k, 'n'), name);
-	rc = mrfs_kv_get(txn, MRFS_DB_MODELS, k.b, k.len, &v);
-	if (rc)
-		return rc;
-	if (v.len != 8)
-		return -EIO;
-	return mrfs_model_get(txn, get_be64(v.data), m);
+	return (rc = index_get(txn, MRFS_DB_MODELS, &k, &id)) ? rc : mrfs_model_get(txn, id, m);
 }
 
 static int put_model(struct mrfs_txn *txn, const struct mrfs_model *m)
@@ -234,16 +243,11 @@ int mrfs_version_by_number(struct mrfs_txn *txn, uint64_t model, uint32_t n,
 			   struct mrfs_version *v)
 {
 	struct key k;
-	struct mrfs_val val;
+	uint64_t id;
 	int rc;
 
 	k_u32(k_u64(k_tag(&k, 'm'), model), n);
-	rc = mrfs_kv_get(txn, MRFS_DB_VERSIONS, k.b, k.len, &val);
-	if (rc)
-		return rc;
-	if (val.len != 8)
-		return -EIO;
-	return mrfs_version_get(txn, get_be64(val.data), v);
+	return (rc = index_get(txn, MRFS_DB_VERSIONS, &k, &id)) ? rc : mrfs_version_get(txn, id, v);
 }
 
 static int put_version(struct mrfs_txn *txn, const struct mrfs_version *v)
@@ -271,19 +275,11 @@ static int dirent_get(struct mrfs_txn *txn, uint64_t parent, const char *name,
 		      uint64_t *id)
 {
 	struct key k;
-	struct mrfs_val v;
-	int rc;
 
 	if (strlen(name) > MRFS_PATH_NAME_MAX)
 		return -ENAMETOOLONG;
 	k_str(k_u64(k_tag(&k, 'd'), parent), name);
-	rc = mrfs_kv_get(txn, MRFS_DB_NODES, k.b, k.len, &v);
-	if (rc)
-		return rc;
-	if (v.len != 8)
-		return -EIO;
-	*id = get_be64(v.data);
-	return 0;
+	return index_get(txn, MRFS_DB_NODES, &k, id);
 }
 
 int mrfs_node_lookup(struct mrfs_txn *txn, uint64_t parent, const char *name,
@@ -378,18 +374,11 @@ static int name_id_ensure(struct mrfs_txn *txn, const char *name)
 int mrfs_alias_name_id(struct mrfs_txn *txn, const char *name, uint64_t *id)
 {
 	struct key k;
-	struct mrfs_val v;
-	int rc;
 
 	if (strlen(name) > MRFS_NAME_MAX)
 		return -ENOENT;
 	k_str(k_tag(&k, 'g'), name);
-	if ((rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v)))
-		return rc;
-	if (v.len != 8)
-		return -EIO;
-	*id = get_be64(v.data);
-	return 0;
+	return index_get(txn, MRFS_DB_ALIASES, &k, id);
 }
 
 int mrfs_alias_name_by_id(struct mrfs_txn *txn, uint64_t id, char name[MRFS_NAME_MAX + 1])

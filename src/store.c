@@ -1611,6 +1611,42 @@ int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f,
 
 /* ---- verify and stats --------------------------------------------------- */
 
+/*
+ * Call @fn for each well-formed entry of the chunk index, in key order,
+ * inside @txn. @fn returns 0 to go on, or a negative errno to stop with.
+ */
+typedef int (*chunk_fn)(void *ctx, const uint8_t *key, const struct chunk_val *cv);
+
+static int chunks_walk(struct mrfs_store *store, MDB_txn *txn, chunk_fn fn, void *ctx)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, frc = 0;
+
+	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur))))
+		return rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct chunk_val cv;
+		if (v.mv_size != sizeof(cv) || k.mv_size != MRFS_KEY_LEN)
+			continue;
+		memcpy(&cv, v.mv_data, sizeof(cv));
+		if ((frc = fn(ctx, k.mv_data, &cv)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (frc)
+		return frc;
+	return rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
+}
+
+static int sum_len_cb(void *ctx, const uint8_t *key, const struct chunk_val *cv)
+{
+	(void)key;
+	*(uint64_t *)ctx += cv->len;
+	return 0;
+}
+
 struct vchunk {
 	uint8_t key[MRFS_KEY_LEN];
 	struct chunk_val cv;
@@ -1666,18 +1702,10 @@ int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void
 	}
 
 	/* every chunk's bytes against its key */
+	if (progress && (rc = chunks_walk(store, txn, sum_len_cb, &total)))
+		goto out_abort;
 	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur))))
 		goto out_abort;
-	if (progress) {
-		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			struct chunk_val cv;
-			if (v.mv_size == sizeof(cv)) {
-				memcpy(&cv, v.mv_data, sizeof(cv));
-				total += cv.len;
-			}
-		}
-	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct vchunk *c;
@@ -1806,6 +1834,17 @@ out_abort:
 	return rc;
 }
 
+static int stats_chunk_cb(void *ctx, const uint8_t *key, const struct chunk_val *cv)
+{
+	struct mrfs_store_stats *st = ctx;
+
+	(void)key;
+	st->chunks++;
+	st->stored_bytes += cv->len;
+	st->dead_chunks += cv->refs == 0;
+	return 0;
+}
+
 int mrfs_store_stats(struct mrfs_store *store, struct mrfs_store_stats *st)
 {
 	MDB_txn *txn;
@@ -1816,19 +1855,8 @@ int mrfs_store_stats(struct mrfs_store *store, struct mrfs_store_stats *st)
 	memset(st, 0, sizeof(*st));
 	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
 		return rc;
-	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur))))
+	if ((rc = chunks_walk(store, txn, stats_chunk_cb, st)))
 		goto out_abort;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct chunk_val cv;
-		if (v.mv_size != sizeof(cv))
-			continue;
-		memcpy(&cv, v.mv_data, sizeof(cv));
-		st->chunks++;
-		st->stored_bytes += cv.len;
-		st->dead_chunks += cv.refs == 0;
-	}
-	mdb_cursor_close(cur);
 	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_FILES], &cur))))
 		goto out_abort;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
@@ -2039,14 +2067,29 @@ static int gc_drop_dead(struct mrfs_store *store, uint64_t *dropped)
 	return mdb_err(mdb_txn_commit(txn));
 }
 
+struct survey {
+	struct gc_pack *packs;
+	size_t n;
+};
+
+static int survey_cb(void *ctx, const uint8_t *key, const struct chunk_val *cv)
+{
+	struct survey *sv = ctx;
+	struct gc_pack want = { .id = cv->pack }, *p;
+
+	(void)key;
+	p = sv->n ? bsearch(&want, sv->packs, sv->n, sizeof(*p), gc_pack_cmp) : NULL;
+	if (p)
+		p->live += cv->len;
+	return 0;
+}
+
 /* Live bytes per pack file, from the index and packs/. */
 static int gc_survey(struct mrfs_store *store, struct gc_pack **out, size_t *n)
 {
 	struct gc_pack *packs = NULL;
 	size_t cnt = 0, cap = 0;
 	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
 	int fd = dup(store->packs_fd), rc;
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
@@ -2081,24 +2124,10 @@ static int gc_survey(struct mrfs_store *store, struct gc_pack **out, size_t *n)
 		qsort(packs, cnt, sizeof(*packs), gc_pack_cmp);
 	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
 		goto out_free;
-	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur)))) {
-		mdb_txn_abort(txn);
-		goto out_free;
-	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct chunk_val cv;
-		struct gc_pack key, *p;
-		if (v.mv_size != sizeof(cv))
-			continue;
-		memcpy(&cv, v.mv_data, sizeof(cv));
-		key.id = cv.pack;
-		p = cnt ? bsearch(&key, packs, cnt, sizeof(*packs), gc_pack_cmp) : NULL;
-		if (p)
-			p->live += cv.len;
-	}
-	mdb_cursor_close(cur);
+	rc = chunks_walk(store, txn, survey_cb, &(struct survey){ packs, cnt });
 	mdb_txn_abort(txn);
+	if (rc)
+		goto out_free;
 	*out = packs;
 	*n = cnt;
 	return 0;
@@ -2120,50 +2149,49 @@ static int gc_chunk_cmp(const void *a, const void *b)
 	return x->cv.off < y->cv.off ? -1 : x->cv.off > y->cv.off;
 }
 
+struct pack_chunks {
+	uint32_t id;
+	struct gc_chunk *a;
+	size_t n, cap;
+};
+
+static int pack_chunks_cb(void *ctx, const uint8_t *key, const struct chunk_val *cv)
+{
+	struct pack_chunks *pc = ctx;
+
+	if (cv->pack != pc->id)
+		return 0;
+	if (pc->n == pc->cap) {
+		size_t ncap = pc->cap ? 2 * pc->cap : 256;
+		struct gc_chunk *b = realloc(pc->a, ncap * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		pc->a = b;
+		pc->cap = ncap;
+	}
+	memcpy(pc->a[pc->n].key, key, MRFS_KEY_LEN);
+	pc->a[pc->n++].cv = *cv;
+	return 0;
+}
+
 static int gc_chunks_of(struct mrfs_store *store, uint32_t id, struct gc_chunk **out, size_t *n)
 {
-	struct gc_chunk *a = NULL;
-	size_t cnt = 0, cap = 0;
+	struct pack_chunks pc = { .id = id };
 	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
 	int rc;
 
 	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
 		return rc;
-	if ((rc = mdb_err(mdb_cursor_open(txn, store->dbi[DB_CHUNKS], &cur)))) {
-		mdb_txn_abort(txn);
+	rc = chunks_walk(store, txn, pack_chunks_cb, &pc);
+	mdb_txn_abort(txn);
+	if (rc) {
+		free(pc.a);
 		return rc;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct chunk_val cv;
-		if (v.mv_size != sizeof(cv) || k.mv_size != MRFS_KEY_LEN)
-			continue;
-		memcpy(&cv, v.mv_data, sizeof(cv));
-		if (cv.pack != id)
-			continue;
-		if (cnt == cap) {
-			struct gc_chunk *b = realloc(a, (cap = cap ? 2 * cap : 256) * sizeof(*b));
-			if (!b) {
-				rc = ENOMEM;
-				break;
-			}
-			a = b;
-		}
-		memcpy(a[cnt].key, k.mv_data, MRFS_KEY_LEN);
-		a[cnt++].cv = cv;
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	if (rc != MDB_NOTFOUND) {
-		free(a);
-		return mdb_err(rc);
-	}
-	if (cnt)
-		qsort(a, cnt, sizeof(*a), gc_chunk_cmp);
-	*out = a;
-	*n = cnt;
+	if (pc.n)
+		qsort(pc.a, pc.n, sizeof(*pc.a), gc_chunk_cmp);
+	*out = pc.a;
+	*n = pc.n;
 	return 0;
 }
 
