@@ -19,8 +19,9 @@
 #            of its chunks (gen-safetensors.py's head) as the next version
 #   meta     a store of MRFS_BENCH_VERSIONS versions of one small file each,
 #            built through the mount (timed): ls and stat of a model with
-#            10,000 versions against a plain directory of 10,000 such
-#            subdirectories, ln -sfn promotion latency, and mount time
+#            10,000 versions against a plain directory of the same
+#            entries (10,000 such subdirectories n/ and as many small n.json
+#            files), ln -sfn promotion latency, and mount time
 #
 # Each figure is the median over MRFS_BENCH_RUNS runs (min-max shown); a
 # ratio is the median of the per-run ratios mrfs/native. The measuring is
@@ -433,6 +434,10 @@ run_meta() {
 	umount_mrfs "$mnt" "$mpid"
 
 	mkdir "$nat" && "$bin" mkdirs "$nat" 1 "$lsversions" >/dev/null || return 1
+	# the same entries as versions/: each version and its record <n>.json
+	for ((i = 1; i <= lsversions; i++)); do
+		printf '{"version":%d}\n' $i >"$nat/$i.json"
+	done
 	mkdir -p "$work/nat-model/versions/1" "$work/nat-model/versions/2"
 
 	echo "meta: $runs runs of mount (cold, warm), ls, stat, promotion"
@@ -464,7 +469,7 @@ run_meta() {
 				record stat_$i $tgt $run "$(awk -v s="$(field "$line" stat_s)" 'BEGIN { printf "%.3f", s * 1000 }')"
 				[ $i = warm ] && record dirstat $tgt $run "$(field "$line" dirstat_p50_us)"
 				[ $tgt = mrfs ] && [ $run = 1 ] && [ $i = warm ] &&
-					note "ls of versions/ of a model with $lsversions versions lists $(field "$line" entries) entries (each version and its .json); the native directory $lsversions"
+					note "ls of versions/ of a model with $lsversions versions lists $(field "$line" entries) entries (each version and its .json); the native directory as many (n/ and n.json)"
 			done
 		done
 		check_daemon "$vpid" "ls (run $run)" || return 1

@@ -40,6 +40,12 @@
 #define ID_MASK ((1ull << KIND_SHIFT) - 1)
 #define INO(kind, id) (((uint64_t)(kind) << KIND_SHIFT) | (id))
 #define SEALED_TIMEOUT 86400.0
+/* Entries that change only with a history event (a sealed version's
+ * directory and record, the versions directory): the watcher invalidates
+ * them; the timeout bounds what a change without an event (a chmod of the
+ * model through another mount) leaves stale. */
+#define WATCHED_TIMEOUT 600.0
+#define WATCH_POLL_MS 50
 #define IO_BLOCK (1u << 20)
 #define MAX_SEGS 16
 
@@ -114,6 +120,7 @@ struct handle {
 	bool written;		/* H_BUF: written to since it was opened */
 	struct dent *dents;	/* H_DIR */
 	size_t ndents;
+	uint64_t gen;		/* H_DIR: fs->gen when listed */
 	struct wnode *wn;	/* H_NODE */
 	bool writer, active;
 	struct mrfs_node nd;	/* H_CONTENT, H_NODE: the node as opened */
@@ -133,6 +140,20 @@ struct mrfs_fs {
 	pthread_mutex_t at_lock; /* guards at, nat */
 	struct at_entry *at;
 	size_t nat, capat;
+
+	/* cache coherence: see "the watcher" */
+	struct fuse_session *se;
+	pthread_rwlock_t gate;
+	uint64_t gen; /* atomic: bumped before each round of invalidations */
+	pthread_t watcher;
+	bool watching;
+	pthread_mutex_t watch_lock; /* guards the three below */
+	pthread_cond_t watch_cond;
+	bool watch_stop, watch_kicked;
+	uint64_t seen_txnid, next_seq;
+	uint64_t commits, seen_commits; /* of this process (atomic) */
+	uint64_t *known; /* bitmap: model ids given to the kernel */
+	size_t nknown;	 /* words of it */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -242,6 +263,7 @@ static void prepend(char *buf, size_t *pos, const char *part)
 }
 
 static int at_get(struct mrfs_fs *fs, fuse_ino_t ino, struct at_entry *e);
+static void watch_known(struct mrfs_fs *fs, uint64_t id);
 static int smodel_alias(struct mrfs_txn *txn, fuse_ino_t ino, uint64_t *model,
 			struct mrfs_alias *a);
 
@@ -968,6 +990,7 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 	st->st_blksize = IO_BLOCK;
 	switch (kind_of(ino)) {
 	case K_FIXED:
+		*timeout = ino == INO_HISTORY ? 0 : SEALED_TIMEOUT;
 		if (ino == INO_ROOT) {
 			fixed_dir(st, ino, 0755);
 			st->st_nlink = 3;
@@ -1034,9 +1057,11 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		if (kind_of(ino) == K_MODEL) {
 			st->st_mode = S_IFDIR | m.mode;
 			st->st_nlink = 3;
+			*timeout = WATCHED_TIMEOUT;
 		} else if (kind_of(ino) == K_VERSIONS) {
 			st->st_mode = S_IFDIR | m.mode;
 			st->st_nlink = 2;
+			*timeout = WATCHED_TIMEOUT;
 		} else if (kind_of(ino) == K_MHIST) {
 			st->st_mode = S_IFREG | 0444;
 			st->st_size = (off_t)m.hist_bytes;
@@ -1066,6 +1091,9 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		st->st_gid = m.gid;
 		st->st_mtim = st->st_ctim = st->st_atim =
 			ts_of(v.sealed.time_ns ? v.sealed.time_ns : v.created.time_ns);
+		/* a draft's record changes with every file written */
+		if (v.state == MRFS_SEALED)
+			*timeout = WATCHED_TIMEOUT;
 		return record_size(txn, ino, &st->st_size);
 	case K_SNODE:
 	case K_NODE:
@@ -1093,10 +1121,10 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 			} else {
 				*timeout = SEALED_TIMEOUT;
 			}
-		} else if (v.state == MRFS_SEALED && id != v.id) {
+		} else if (v.state == MRFS_SEALED) {
 			/* immutable: the kernel may keep it (modes stay as logged); a
 			 * version's own directory goes when the version is deleted */
-			*timeout = SEALED_TIMEOUT;
+			*timeout = id != v.id ? SEALED_TIMEOUT : WATCHED_TIMEOUT;
 		} else if (S_ISREG(nd.mode)) {
 			struct wnode *w;
 			pthread_mutex_lock(&fs->wlock);
@@ -1129,6 +1157,19 @@ static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn
 	}
 	e.ino = ino;
 	e.attr_timeout = e.entry_timeout = timeout;
+	switch (kind_of(ino)) {
+	case K_FIXED:
+		e.entry_timeout = SEALED_TIMEOUT; /* /history: the name stays */
+		break;
+	case K_MODEL:
+		watch_known(fs, id_of(ino));
+		break;
+	case K_MHIST:
+	case K_MODEL_JSON:
+		/* there while the model is (the watcher drops its names) */
+		e.entry_timeout = WATCHED_TIMEOUT;
+		break;
+	}
 	/* /serving/<alias>/<m>/config.pbtxt is an immutable file, but which one
 	 * the name means changes when the alias moves */
 	if (kind_of(parent) == K_SMODEL)
@@ -1262,6 +1303,309 @@ static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t paren
 	return -ENOTDIR;
 }
 
+/* ---- the watcher ---------------------------------------------------------------
+ *
+ * The kernel keeps what changes only with a history event (a sealed
+ * version's directory and record, the versions directory and its listing)
+ * for WATCHED_TIMEOUT. Every change anywhere (this mount, the CLI, another
+ * mount of the store) commits an LMDB transaction; the watcher notices the
+ * transaction id move (at once for this process's commits, within
+ * WATCH_POLL_MS for others), reads the new events and tells the kernel to
+ * drop what they touched.
+ *
+ * A lookup that read the store before a change may reply after the
+ * invalidation and so cache the old answer. fs->gate closes that window:
+ * replies that may be cached hold it for reading from their transaction to
+ * their reply, and the watcher takes it for writing (waiting for those in
+ * flight) after bumping fs->gen and before sending its invalidations.
+ */
+
+enum inval_type { INVAL_INODE, INVAL_ENTRY };
+
+struct inval {
+	enum inval_type type;
+	fuse_ino_t ino; /* the inode, or the parent of the entry */
+	char name[MRFS_NAME_MAX + 8];
+};
+
+struct inval_list {
+	struct inval *v;
+	size_t n, cap;
+	int rc;
+};
+
+static void inval_add(struct inval_list *l, enum inval_type type, fuse_ino_t ino,
+		      const char *name)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 16;
+		struct inval *v = realloc(l->v, ncap * sizeof(*v));
+		if (!v) {
+			l->rc = -ENOMEM;
+			return;
+		}
+		l->v = v;
+		l->cap = ncap;
+	}
+	l->v[l->n].type = type;
+	l->v[l->n].ino = ino;
+	snprintf(l->v[l->n].name, sizeof(l->v[l->n].name), "%s", name ? name : "");
+	l->n++;
+}
+
+struct event_scan {
+	struct mrfs_txn *txn;
+	struct inval_list *l;
+	uint64_t last;
+};
+
+/* Version @n of @model: its record and directory; with @gone, its names. */
+static void inval_version(struct event_scan *es, uint64_t model, int64_t n, bool gone)
+{
+	struct mrfs_version v;
+	char name[16];
+
+	if (n <= 0 || n > UINT32_MAX)
+		return;
+	if (gone) {
+		snprintf(name, sizeof(name), "%" PRId64, n);
+		inval_add(es->l, INVAL_ENTRY, INO(K_VERSIONS, model), name);
+		snprintf(name, sizeof(name), "%" PRId64 ".json", n);
+		inval_add(es->l, INVAL_ENTRY, INO(K_VERSIONS, model), name);
+	} else if (!mrfs_version_by_number(es->txn, model, (uint32_t)n, &v)) {
+		inval_add(es->l, INVAL_INODE, INO(K_VJSON, v.id), NULL);
+		inval_add(es->l, INVAL_INODE, INO(K_NODE, v.id), NULL);
+	}
+}
+
+/* The names in /models of a model deleted or renamed. */
+static void inval_model_names(struct inval_list *l, const char *name)
+{
+	char json[MRFS_NAME_MAX + 8];
+
+	if (!name || strlen(name) > MRFS_NAME_MAX)
+		return;
+	snprintf(json, sizeof(json), "%s.json", name);
+	inval_add(l, INVAL_ENTRY, INO_MODELS, name);
+	inval_add(l, INVAL_ENTRY, INO_MODELS, json);
+}
+
+static int inval_record_cb(void *ctx, const struct mrfs_version *v)
+{
+	inval_add(ctx, INVAL_INODE, INO(K_VJSON, v->id), NULL);
+	return 0;
+}
+
+static int64_t event_int(struct mrfs_doc *ev, const char *key)
+{
+	struct mrfs_doc *d = mrfs_doc_get(ev, key);
+
+	return d && mrfs_doc_type(d) == MRFS_JSON_INT ? (int64_t)mrfs_doc_number(d) : 0;
+}
+
+/* What event @line changed, as invalidations. */
+static int event_scan_cb(void *ctx, uint64_t seq, const char *line, size_t len)
+{
+	struct event_scan *es = ctx;
+	struct mrfs_doc *ev = mrfs_doc_parse(line, len, NULL, 0);
+	const char *kind, *name;
+	struct mrfs_model m;
+
+	es->last = seq;
+	if (!ev)
+		return 0;
+	kind = mrfs_doc_string(mrfs_doc_get(ev, "event"));
+	name = mrfs_doc_string(mrfs_doc_get(ev, "model"));
+	if (kind && name && !strcmp(kind, "model.delete"))
+		inval_model_names(es->l, name);
+	if (kind && !strcmp(kind, "model.rename"))
+		inval_model_names(es->l, mrfs_doc_string(mrfs_doc_get(ev, "from")));
+	if (kind && name && !mrfs_model_by_name(es->txn, name, &m)) {
+		/* its mtime, and its listing for version events */
+		inval_add(es->l, INVAL_INODE, INO(K_MODEL, m.id), NULL);
+		inval_add(es->l, INVAL_INODE, INO(K_VERSIONS, m.id), NULL);
+		if (!strncmp(kind, "alias.", 6)) {
+			/* version records list their aliases */
+			inval_version(es, m.id, event_int(ev, "from"), false);
+			inval_version(es, m.id, event_int(ev, "to"), false);
+		} else if (!strcmp(kind, "model.rename")) {
+			/* version records name their model */
+			mrfs_versions_walk(es->txn, m.id, 0, inval_record_cb, es->l);
+		} else {
+			inval_version(es, m.id, event_int(ev, "version"),
+				      !strcmp(kind, "version.delete"));
+		}
+	}
+	mrfs_doc_free(ev);
+	return es->l->rc;
+}
+
+/* Model @id was given to the kernel (its entry may be cached). */
+static void watch_known(struct mrfs_fs *fs, uint64_t id)
+{
+	size_t word = id / 64;
+
+	pthread_mutex_lock(&fs->watch_lock);
+	if (word >= fs->nknown) {
+		size_t n = word + 64;
+		uint64_t *k = realloc(fs->known, n * sizeof(*k));
+		if (!k) {
+			pthread_mutex_unlock(&fs->watch_lock);
+			return; /* then it stays as long as its timeout */
+		}
+		memset(k + fs->nknown, 0, (n - fs->nknown) * sizeof(*k));
+		fs->known = k;
+		fs->nknown = n;
+	}
+	fs->known[word] |= 1ull << (id % 64);
+	pthread_mutex_unlock(&fs->watch_lock);
+}
+
+/*
+ * Another process committed: besides its events, it may have changed what
+ * has none (the mode or owner of a model, through another mount). Drop the
+ * attributes of every model the kernel may hold.
+ */
+static void inval_known(struct mrfs_fs *fs, struct inval_list *l)
+{
+	pthread_mutex_lock(&fs->watch_lock);
+	for (size_t w = 0; w < fs->nknown; w++)
+		for (unsigned b = 0; b < 64; b++)
+			if (fs->known[w] & (1ull << b)) {
+				inval_add(l, INVAL_INODE, INO(K_MODEL, w * 64 + b), NULL);
+				inval_add(l, INVAL_INODE, INO(K_VERSIONS, w * 64 + b), NULL);
+			}
+	pthread_mutex_unlock(&fs->watch_lock);
+}
+
+/* The invalidations for what changed since the watcher last looked. */
+static int watch_scan(struct mrfs_fs *fs, struct inval_list *l)
+{
+	struct event_scan es = { NULL, l, 0 };
+	/* commits of ours counted here are in txnid; some in txnid may not be
+	 * counted yet, which only makes a change look external */
+	uint64_t commits = __atomic_load_n(&fs->commits, __ATOMIC_SEQ_CST);
+	uint64_t txnid = mrfs_store_last_txnid(fs->store);
+	int rc;
+
+	if (txnid == fs->seen_txnid)
+		return 0;
+	if (txnid - fs->seen_txnid > commits - fs->seen_commits)
+		inval_known(fs, l);
+	fs->seen_commits = commits;
+	if ((rc = mrfs_txn_begin(fs->store, false, &es.txn)))
+		return rc;
+	/* the transaction may see more than txnid: then the next look finds
+	 * nothing new, which is harmless */
+	fs->seen_txnid = txnid;
+	rc = mrfs_events_walk(es.txn, 0, fs->next_seq, event_scan_cb, &es);
+	if (es.last)
+		fs->next_seq = es.last + 1;
+	mrfs_txn_abort(es.txn);
+	return rc;
+}
+
+static void watch_send(struct mrfs_fs *fs, const struct inval_list *l)
+{
+	if (!l->n)
+		return;
+	__atomic_add_fetch(&fs->gen, 1, __ATOMIC_SEQ_CST);
+	/* wait for replies that read the store before the change */
+	pthread_rwlock_wrlock(&fs->gate);
+	pthread_rwlock_unlock(&fs->gate);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct inval *iv = &l->v[i];
+		/* -ENOENT: the kernel does not have it; nothing to drop */
+		if (iv->type == INVAL_INODE)
+			fuse_lowlevel_notify_inval_inode(fs->se, iv->ino, 0, 0);
+		else
+			fuse_lowlevel_notify_inval_entry(fs->se, iv->ino, iv->name,
+							 strlen(iv->name));
+	}
+}
+
+static void *watch_main(void *arg)
+{
+	struct mrfs_fs *fs = arg;
+	struct inval_list l = { 0 };
+
+	pthread_mutex_lock(&fs->watch_lock);
+	while (!fs->watch_stop) {
+		if (!fs->watch_kicked) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += WATCH_POLL_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&fs->watch_cond, &fs->watch_lock, &ts);
+		}
+		fs->watch_kicked = false;
+		pthread_mutex_unlock(&fs->watch_lock);
+		l.n = 0;
+		l.rc = 0;
+		if (watch_scan(fs, &l) || l.rc)
+			fprintf(stderr, "mrfs: watcher: cannot read the history; "
+					"cached entries may stay stale for up to %.0f s\n",
+				WATCHED_TIMEOUT);
+		watch_send(fs, &l);
+		pthread_mutex_lock(&fs->watch_lock);
+	}
+	pthread_mutex_unlock(&fs->watch_lock);
+	free(l.v);
+	return NULL;
+}
+
+/* After each commit of this process: look now, not at the next poll. */
+static void watch_kick(void *ctx)
+{
+	struct mrfs_fs *fs = ctx;
+
+	__atomic_add_fetch(&fs->commits, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&fs->watch_lock);
+	fs->watch_kicked = true;
+	pthread_cond_signal(&fs->watch_cond);
+	pthread_mutex_unlock(&fs->watch_lock);
+}
+
+static int watch_start(struct mrfs_fs *fs, struct fuse_session *se)
+{
+	pthread_condattr_t ca;
+	struct mrfs_txn *txn;
+	int rc;
+
+	fs->se = se;
+	fs->seen_txnid = mrfs_store_last_txnid(fs->store);
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn)))
+		return rc;
+	fs->next_seq = mrfs_events_next(txn);
+	mrfs_txn_abort(txn);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->watch_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if ((rc = -pthread_create(&fs->watcher, NULL, watch_main, fs)))
+		return rc;
+	fs->watching = true;
+	mrfs_store_on_commit(fs->store, watch_kick, fs);
+	return 0;
+}
+
+static void watch_stop(struct mrfs_fs *fs)
+{
+	if (!fs->watching)
+		return;
+	mrfs_store_on_commit(fs->store, NULL, NULL);
+	pthread_mutex_lock(&fs->watch_lock);
+	fs->watch_stop = true;
+	pthread_cond_signal(&fs->watch_cond);
+	pthread_mutex_unlock(&fs->watch_lock);
+	pthread_join(fs->watcher, NULL);
+	fs->watching = false;
+	pthread_cond_destroy(&fs->watch_cond);
+}
+
 /* ---- FUSE operations --------------------------------------------------------- */
 
 static void op_init(void *data, struct fuse_conn_info *conn)
@@ -1281,9 +1625,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_txn *txn;
 	fuse_ino_t ino;
-	int rc = mrfs_txn_begin(fs->store, false, &txn);
+	int rc;
 
-	if (rc) {
+	pthread_rwlock_rdlock(&fs->gate);
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn))) {
+		pthread_rwlock_unlock(&fs->gate);
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -1299,6 +1645,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_entry(req, fs, txn, parent, ino);
 	}
 	mrfs_txn_abort(txn);
+	pthread_rwlock_unlock(&fs->gate);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -1349,20 +1696,20 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct mrfs_txn *txn;
 	struct stat st;
 	double timeout;
-	int rc = mrfs_txn_begin(fs->store, false, &txn);
+	int rc;
 
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
+	pthread_rwlock_rdlock(&fs->gate);
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
+		rc = attr_of(fs, txn, ino, &st, &timeout);
+		mrfs_txn_abort(txn);
 	}
-	rc = attr_of(fs, txn, ino, &st, &timeout);
-	mrfs_txn_abort(txn);
 	if (rc == -ENOENT && kind_of(ino) == K_NODE)
 		rc = attr_of_open(fs, id_of(ino), &st);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, timeout);
+	pthread_rwlock_unlock(&fs->gate);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -1838,10 +2185,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 					to_set & FUSE_SET_ATTR_MODE ? (int64_t)(attr->st_mode & 07777) : -1,
 					to_set & FUSE_SET_ATTR_UID ? (int64_t)attr->st_uid : -1,
 					to_set & FUSE_SET_ATTR_GID ? (int64_t)attr->st_gid : -1, NULL);
-		if (rc)
+		if (rc) {
 			fail(req, rc, "setattr", ino, NULL, NULL);
-		else
-			op_getattr(req, ino, NULL);
+			return;
+		}
+		op_getattr(req, ino, NULL);
+		/* no event says so: drop the versions directory's copy of the
+		 * model's mode and owner (no directory lock is involved) */
+		fuse_lowlevel_notify_inval_inode(fs->se, INO(K_VERSIONS, id_of(ino)), 0, 0);
 		return;
 	}
 	if (is_record(ino) && fi && to_set == FUSE_SET_ATTR_SIZE) {
@@ -2598,28 +2949,48 @@ static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 	return -ENOTDIR;
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* List directory @ino into @h (emptied first), as of now. */
+static int list_handle(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 {
-	struct mrfs_fs *fs = fs_of(req);
-	struct listing l = { 0 };
+	struct listing l = { h, 0, 0 };
 	struct mrfs_txn *txn;
 	int rc;
 
-	l.h = handle_new(H_DIR);
-	if (!l.h) {
+	for (size_t i = 0; i < h->ndents; i++)
+		free(h->dents[i].name);
+	free(h->dents);
+	h->dents = NULL;
+	h->ndents = 0;
+	h->gen = __atomic_load_n(&fs->gen, __ATOMIC_SEQ_CST);
+	if ((rc = mrfs_txn_begin(fs->store, false, &txn)))
+		return rc;
+	rc = list_dir(fs, txn, ino, &l);
+	mrfs_txn_abort(txn);
+	return rc;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mrfs_fs *fs = fs_of(req);
+	struct handle *h = handle_new(H_DIR);
+	int rc;
+
+	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if ((rc = mrfs_txn_begin(fs->store, false, &txn)) == 0) {
-		rc = list_dir(fs, txn, ino, &l);
-		mrfs_txn_abort(txn);
-	}
-	if (rc) {
-		handle_destroy(fs, l.h);
+	if ((rc = list_handle(fs, ino, h))) {
+		handle_destroy(fs, h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	handle_open(fs, l.h, fi);
+	if (kind_of(ino) == K_VERSIONS) {
+		/* the kernel keeps the listing until the watcher drops it (a
+		 * version event) or this mount adds or removes a version */
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
+	handle_open(fs, h, fi);
 	fuse_reply_open(req, fi);
 }
 
@@ -2630,13 +3001,24 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct handle *h = handle_get(fs, fi, false);
 	char *buf = malloc(size);
 	size_t used = 0;
+	int rc = 0;
 
-	(void)ino;
 	if (!buf || !h) {
 		fuse_reply_err(req, buf ? EBADF : ENOMEM);
 		free(buf);
 		if (h)
 			handle_put(fs, h);
+		return;
+	}
+	/* the kernel may cache what starts at 0: not a listing older than
+	 * an invalidation (see the watcher) */
+	pthread_rwlock_rdlock(&fs->gate);
+	if (off == 0 && h->gen != __atomic_load_n(&fs->gen, __ATOMIC_SEQ_CST) &&
+	    (rc = list_handle(fs, ino, h))) {
+		pthread_rwlock_unlock(&fs->gate);
+		fuse_reply_err(req, -rc);
+		free(buf);
+		handle_put(fs, h);
 		return;
 	}
 	for (size_t i = (size_t)off; i < h->ndents; i++) {
@@ -2648,6 +3030,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		used += n;
 	}
 	fuse_reply_buf(req, buf, used);
+	pthread_rwlock_unlock(&fs->gate);
 	free(buf);
 	handle_put(fs, h);
 }
@@ -2785,6 +3168,15 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 	fs.admin_gid = (gid_t)-1;
 	pthread_mutex_init(&fs.at_lock, NULL);
 	pthread_mutex_init(&fs.hlock, NULL);
+	pthread_mutex_init(&fs.watch_lock, NULL);
+	{
+		/* the watcher must not wait behind a stream of lookups */
+		pthread_rwlockattr_t ra;
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&fs.gate, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	if (o->admin_group) {
 		struct group *g = getgrnam(o->admin_group);
 		char *end;
@@ -2839,6 +3231,10 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 		fprintf(stderr, "mrfs: cannot open store %s: %s\n", dir, strerror(-rc));
 		goto out_unmount;
 	}
+	if ((rc = watch_start(&fs, se))) {
+		fprintf(stderr, "mrfs: cannot start the watcher: %s\n", strerror(-rc));
+		goto out_unmount;
+	}
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		rc = -ENOMEM;
@@ -2850,6 +3246,7 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 	fuse_loop_cfg_destroy(cfg);
 	rc = rc < 0 ? rc : 0;
 out_unmount:
+	watch_stop(&fs);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -2861,6 +3258,9 @@ out_free:
 	pthread_mutex_destroy(&fs.wlock);
 	pthread_mutex_destroy(&fs.at_lock);
 	pthread_mutex_destroy(&fs.hlock);
+	pthread_mutex_destroy(&fs.watch_lock);
+	pthread_rwlock_destroy(&fs.gate);
+	free(fs.known);
 	free(fs.at);
 	free(fs.mountpoint);
 	free(dir);

@@ -631,6 +631,16 @@ int mrfs_events_walk(struct mrfs_txn *txn, uint64_t model, uint64_t from,
 			    model_event_cb, &w);
 }
 
+uint64_t mrfs_events_next(struct mrfs_txn *txn)
+{
+	struct mrfs_val v;
+	uint64_t last = 0;
+
+	if (!mrfs_kv_get(txn, MRFS_DB_META, "id.seq", 6, &v) && v.len == 8)
+		memcpy(&last, v.data, 8);
+	return last + 1;
+}
+
 uint64_t mrfs_history_size(struct mrfs_txn *txn, uint64_t model)
 {
 	struct mrfs_model m;

@@ -111,11 +111,15 @@ struct mrfs_store {
 	uint32_t next_pack;
 
 	struct keyset verified;
+
+	void (*on_commit)(void *ctx); /* after each write transaction */
+	void *on_commit_ctx;
 };
 
 struct mrfs_txn {
 	struct mrfs_store *store;
 	MDB_txn *txn;
+	bool write;
 };
 
 struct wchunk {
@@ -570,6 +574,7 @@ int mrfs_txn_begin(struct mrfs_store *store, bool write, struct mrfs_txn **out)
 	if (!t)
 		return -ENOMEM;
 	t->store = store;
+	t->write = write;
 	rc = mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
 	if (rc == MDB_MAP_RESIZED) {
 		/* another process grew the map: adopt its size */
@@ -584,11 +589,21 @@ int mrfs_txn_begin(struct mrfs_store *store, bool write, struct mrfs_txn **out)
 	return 0;
 }
 
+void mrfs_store_on_commit(struct mrfs_store *store, void (*fn)(void *ctx), void *ctx)
+{
+	store->on_commit_ctx = ctx;
+	store->on_commit = fn;
+}
+
 int mrfs_txn_commit(struct mrfs_txn *txn)
 {
+	struct mrfs_store *store = txn->store;
+	bool write = txn->write;
 	int rc = mdb_err(mdb_txn_commit(txn->txn));
 
 	free(txn);
+	if (!rc && write && store->on_commit)
+		store->on_commit(store->on_commit_ctx);
 	return rc;
 }
 

@@ -177,6 +177,9 @@ int mrfs_alias_name_by_id(struct mrfs_txn *txn, uint64_t id, char name[MRFS_NAME
 int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns,
 		    mrfs_alias_fn fn, void *ctx);
 
+/* The seq the next event will get (events so far are 1 .. it - 1). */
+uint64_t mrfs_events_next(struct mrfs_txn *txn);
+
 /* Bytes of the whole history (@model 0) or of one model's. */
 uint64_t mrfs_history_size(struct mrfs_txn *txn, uint64_t model);
 

@@ -124,6 +124,10 @@ const char *mrfs_store_dir(const struct mrfs_store *store);
 /* LMDB's id of the last committed write transaction, from any process. */
 uint64_t mrfs_store_last_txnid(struct mrfs_store *store);
 
+/* Have @fn(@ctx) called after every write transaction this process
+ * commits (set it before any transaction; @fn NULL: none). */
+void mrfs_store_on_commit(struct mrfs_store *store, void (*fn)(void *ctx), void *ctx);
+
 /* ---- transactions ---------------------------------------------------- */
 
 /*

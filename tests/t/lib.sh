@@ -325,6 +325,7 @@ ops = {
     "setxattr": lambda: os.setxattr(a[0], a[1], a[2].encode()),
     "readlink": lambda: os.readlink(a[0]),
     "read": lambda: len(open(a[0], "rb").read()),
+    "stat": lambda: "%o %d" % (os.stat(a[0]).st_mode & 0o7777, os.stat(a[0]).st_size),
 }
 try:
     r = ops[op]()

@@ -149,8 +149,14 @@ say "# records, models and aliases changed through the second mount"
 warm
 check "second mount: a description on versions/3.json" sh -c \
 	"jq '.description = \"from the second mount\"' '$M2/clf/versions/3.json' > '$TMP/t.json' && cp '$TMP/t.json' '$M2/clf/versions/3.json'"
+# the kernel may keep a sealed version's record attributes: the size it
+# says must follow the edit (a stale one cuts or pads what tools read)
+within "first mount: stat of versions/3.json gives the new record's size" \
+	"$(wc -c <"$M2/clf/versions/3.json")" stat -c %s "$M/clf/versions/3.json"
 within "first mount: versions/3.json has the description" "from the second mount" \
 	jq -r .description "$M/clf/versions/3.json"
+check "first mount: cp of versions/3.json reads the whole record" sh -c \
+	"cp '$M/clf/versions/3.json' '$TMP/r.json' && jq -e .description '$TMP/r.json' >/dev/null"
 check "second mount: a description on clf.json" sh -c \
 	"jq '.description = \"classifier\"' '$M2/clf.json' > '$TMP/t.json' && cp '$TMP/t.json' '$M2/clf.json'"
 within "first mount: clf.json has it" classifier jq -r .description "$M/clf.json"
@@ -166,10 +172,27 @@ check "second mount: rm staging" rm "$M2/clf/staging"
 within "first mount: staging is gone from the model" "$(printf '%s\n' history latest production versions)" lsA "$M/clf"
 within "first mount: and from /serving" production lsA "$MNT/serving"
 
+say "# a model's mode changed through the second mount (no event says so)"
+warm
+stat "$M/clf" "$M/clf/versions" >/dev/null
+check "second mount: chmod 0750 clf" chmod 0750 "$M2/clf"
+within "first mount: stat clf says 0750" "OK 750 0" errno_of stat "$M/clf"
+within "first mount: stat clf/versions says 0750 too" "OK 750 0" errno_of stat "$M/clf/versions"
+check "second mount: chmod 0755 clf" chmod 0755 "$M2/clf"
+within "first mount: stat clf says 0755" "OK 755 0" errno_of stat "$M/clf"
+
+say "# a record edited through this mount: stat agrees at once"
+check "first mount: a note on versions/2.json" sh -c \
+	"jq '.note = \"from the first mount\"' '$M/clf/versions/2.json' > '$TMP/t.json' && cp '$TMP/t.json' '$M/clf/versions/2.json'"
+check_eq "first mount: stat -c %s of versions/2.json is its length, right after" \
+	"$(wc -c <"$M/clf/versions/2.json")" "$(stat -c %s "$M/clf/versions/2.json")"
+
 say "# mrfs delete on the store, with both daemons running"
 warm
 check "first mount: version 1's bytes are read (and cached)" diff -r "$TMP/v1" "$M/clf/versions/1"
 check "mrfs delete clf 1 --store \$STORE" "$MRFS_BIN" delete clf 1 --store "$STORE"
+within "first mount: stat versions/1 says ENOENT (no cached entry)" ENOENT errno_of stat "$M/clf/versions/1"
+within "first mount: stat versions/1.json says ENOENT" ENOENT errno_of stat "$M/clf/versions/1.json"
 within "first mount: versions/ no longer lists 1" "$(printf '%s\n' 2 2.json 3 3.json)" lsA "$M/clf/versions"
 within "first mount: versions/1 is gone" ENOENT errno_of read "$M/clf/versions/1/weights.bin"
 within "first mount: versions/1.json is gone" ENOENT errno_of read "$M/clf/versions/1.json"
