@@ -96,7 +96,7 @@ struct wnode {
 enum htype { H_DIR, H_CONTENT, H_BUF, H_NODE };
 
 struct dent {
-	char *name;
+	size_t name; /* offset in the handle's names */
 	uint64_t ino;
 	mode_t type;
 };
@@ -120,6 +120,8 @@ struct handle {
 	bool written;		/* H_BUF: written to since it was opened */
 	struct dent *dents;	/* H_DIR */
 	size_t ndents;
+	char *names;		/* H_DIR: the entries' names, each NUL-ended */
+	size_t names_len;
 	uint64_t gen;		/* H_DIR: fs->gen when listed */
 	struct wnode *wn;	/* H_NODE */
 	bool writer, active;
@@ -740,9 +742,8 @@ static void handle_destroy(struct mrfs_fs *fs, struct handle *h)
 		return;
 	if (h->wn)
 		wnode_put(fs, h->wn, h->writer, h->active);
-	for (size_t i = 0; i < h->ndents; i++)
-		free(h->dents[i].name);
 	free(h->dents);
+	free(h->names);
 	free(h->buf);
 	mrfs_file_free(h->file);
 	free(h);
@@ -2741,13 +2742,13 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 struct listing {
 	struct handle *h;
-	size_t cap;
-	int rc;
+	size_t cap, names_cap;
 };
 
 static int list_add(struct listing *l, const char *name, uint64_t ino, mode_t type)
 {
 	struct handle *h = l->h;
+	size_t len = strlen(name) + 1;
 
 	if (h->ndents == l->cap) {
 		size_t ncap = l->cap ? l->cap * 2 : 64;
@@ -2757,11 +2758,21 @@ static int list_add(struct listing *l, const char *name, uint64_t ino, mode_t ty
 		h->dents = d;
 		l->cap = ncap;
 	}
-	h->dents[h->ndents].name = strdup(name);
-	if (!h->dents[h->ndents].name)
-		return -ENOMEM;
+	if (h->names_len + len > l->names_cap) {
+		size_t ncap = l->names_cap ? l->names_cap * 2 : 1024;
+		char *n;
+		while (ncap < h->names_len + len)
+			ncap *= 2;
+		if (!(n = realloc(h->names, ncap)))
+			return -ENOMEM;
+		h->names = n;
+		l->names_cap = ncap;
+	}
+	memcpy(h->names + h->names_len, name, len);
+	h->dents[h->ndents].name = h->names_len;
 	h->dents[h->ndents].ino = ino;
 	h->dents[h->ndents].type = type;
+	h->names_len += len;
 	h->ndents++;
 	return 0;
 }
@@ -2775,16 +2786,21 @@ static int list_model_cb(void *ctx, const struct mrfs_model *m)
 	return rc ? rc : list_add(ctx, name, INO(K_MODEL_JSON, m->id), S_IFREG);
 }
 
-static int list_version_cb(void *ctx, const struct mrfs_version *v)
+static int list_version_cb(void *ctx, uint32_t n, uint64_t vid)
 {
-	char name[32];
+	char name[16], *p = name + 10;
 	int rc;
 
-	snprintf(name, sizeof(name), "%u", v->n);
-	if ((rc = list_add(ctx, name, INO(K_NODE, v->id), S_IFDIR)))
+	/* "n" and "n.json", without printf: a listing has 10,000s of them */
+	memcpy(p, ".json", 6);
+	do
+		*--p = (char)('0' + n % 10);
+	while (n /= 10);
+	name[10] = '\0';
+	if ((rc = list_add(ctx, p, INO(K_NODE, vid), S_IFDIR)))
 		return rc;
-	snprintf(name, sizeof(name), "%u.json", v->n);
-	return list_add(ctx, name, INO(K_VJSON, v->id), S_IFREG);
+	name[10] = '.';
+	return list_add(ctx, p, INO(K_VJSON, vid), S_IFREG);
 }
 
 static int list_alias_cb(void *ctx, const struct mrfs_alias *a)
@@ -2942,7 +2958,7 @@ static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 			return rc;
 		return mrfs_aliases_walk(txn, m.id, NULL, list_alias_cb, l);
 	case K_VERSIONS:
-		return mrfs_versions_walk(txn, id_of(ino), 0, list_version_cb, l);
+		return mrfs_version_ids_walk(txn, id_of(ino), list_version_cb, l);
 	case K_NODE:
 		return mrfs_dir_walk(txn, id_of(ino), NULL, list_node_cb, &ln);
 	}
@@ -2956,11 +2972,11 @@ static int list_handle(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 	struct mrfs_txn *txn;
 	int rc;
 
-	for (size_t i = 0; i < h->ndents; i++)
-		free(h->dents[i].name);
 	free(h->dents);
+	free(h->names);
 	h->dents = NULL;
-	h->ndents = 0;
+	h->names = NULL;
+	h->ndents = h->names_len = 0;
 	h->gen = __atomic_load_n(&fs->gen, __ATOMIC_SEQ_CST);
 	if ((rc = mrfs_txn_begin(fs->store, false, &txn)))
 		return rc;
@@ -3023,7 +3039,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	for (size_t i = (size_t)off; i < h->ndents; i++) {
 		struct stat st = { .st_ino = h->dents[i].ino, .st_mode = h->dents[i].type };
-		size_t n = fuse_add_direntry(req, buf + used, size - used, h->dents[i].name, &st,
+		size_t n = fuse_add_direntry(req, buf + used, size - used,
+					     h->names + h->dents[i].name, &st,
 					     (off_t)(i + 1));
 		if (n > size - used)
 			break;

@@ -527,6 +527,27 @@ int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after,
 			    version_walk_cb, &w);
 }
 
+static int version_id_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
+{
+	struct walk *w = ctx;
+	const uint8_t *n = (const uint8_t *)key.data + key.len - 4;
+
+	if (val.len != 8 || key.len != 13)
+		return -EIO;
+	return ((mrfs_version_id_fn)w->fn)(w->ctx, (uint32_t)n[0] << 24 | (uint32_t)n[1] << 16 |
+							   (uint32_t)n[2] << 8 | n[3],
+					     get_be64(val.data));
+}
+
+int mrfs_version_ids_walk(struct mrfs_txn *txn, uint64_t model, mrfs_version_id_fn fn, void *ctx)
+{
+	struct walk w = { (void *)fn, ctx, txn, 0, NULL };
+	struct key k;
+
+	k_u64(k_tag(&k, 'm'), model);
+	return mrfs_kv_scan(txn, MRFS_DB_VERSIONS, k.b, k.len, NULL, 0, version_id_walk_cb, &w);
+}
+
 static int alias_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 {
 	struct walk *w = ctx;

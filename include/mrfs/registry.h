@@ -149,6 +149,9 @@ int mrfs_models_walk(struct mrfs_txn *txn, const char *after, mrfs_model_fn fn, 
 typedef int (*mrfs_version_fn)(void *ctx, const struct mrfs_version *v);
 int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after,
 		       mrfs_version_fn fn, void *ctx);
+/* Numbers and ids of @model's versions only, in order (reads no record). */
+typedef int (*mrfs_version_id_fn)(void *ctx, uint32_t n, uint64_t vid);
+int mrfs_version_ids_walk(struct mrfs_txn *txn, uint64_t model, mrfs_version_id_fn fn, void *ctx);
 typedef int (*mrfs_alias_fn)(void *ctx, const struct mrfs_alias *a);
 int mrfs_aliases_walk(struct mrfs_txn *txn, uint64_t model, const char *after,
 		      mrfs_alias_fn fn, void *ctx);
