@@ -47,6 +47,10 @@
 #define WATCHED_TIMEOUT 600.0
 #define WATCH_POLL_MS 50
 #define IO_BLOCK (1u << 20)
+/* Reads of up to 512 KiB: a reply then fits the 1 MiB pipe libfuse may
+ * grow to (fs.pipe-max-size), so it is spliced from the pack files; a
+ * larger one is copied twice through a fresh buffer. */
+#define MAX_READ (512u << 10)
 #define MAX_SEGS 16
 
 enum kind {
@@ -1618,6 +1622,7 @@ static void op_init(void *data, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	conn->max_write = IO_BLOCK;
+	conn->max_read = MAX_READ; /* the mount option says the same */
 	conn->max_readahead = IO_BLOCK;
 }
 
@@ -3216,8 +3221,8 @@ int mrfs_fs_run(const struct mrfs_mount_opts *o)
 			strerror(errno));
 		goto out_free;
 	}
-	snprintf(opts, sizeof(opts), "default_permissions,fsname=%s,subtype=mrfs%s%s", dir,
-		 o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	snprintf(opts, sizeof(opts), "default_permissions,max_read=%u,fsname=%s,subtype=mrfs%s%s",
+		 MAX_READ, dir, o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
 	if (fuse_opt_add_arg(&args, "mrfs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, opts) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
 		rc = -ENOMEM;
