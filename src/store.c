@@ -120,7 +120,18 @@ struct mrfs_txn {
 	struct mrfs_store *store;
 	MDB_txn *txn;
 	bool write;
+	int *held; /* fds of full packs its new chunks are in, closed (so
+		    * unlocked for gc) only once the index names them */
+	uint32_t nheld;
 };
+
+static void txn_release(struct mrfs_txn *txn)
+{
+	for (uint32_t i = 0; i < txn->nheld; i++)
+		close(txn->held[i]);
+	free(txn->held);
+	free(txn);
+}
 
 struct wchunk {
 	uint8_t key[MRFS_KEY_LEN];
@@ -575,6 +586,8 @@ int mrfs_txn_begin(struct mrfs_store *store, bool write, struct mrfs_txn **out)
 		return -ENOMEM;
 	t->store = store;
 	t->write = write;
+	t->held = NULL;
+	t->nheld = 0;
 	rc = mdb_txn_begin(store->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
 	if (rc == MDB_MAP_RESIZED) {
 		/* another process grew the map: adopt its size */
@@ -601,7 +614,7 @@ int mrfs_txn_commit(struct mrfs_txn *txn)
 	bool write = txn->write;
 	int rc = mdb_err(mdb_txn_commit(txn->txn));
 
-	free(txn);
+	txn_release(txn);
 	if (!rc && write && store->on_commit)
 		store->on_commit(store->on_commit_ctx);
 	return rc;
@@ -612,7 +625,7 @@ void mrfs_txn_abort(struct mrfs_txn *txn)
 	if (!txn)
 		return;
 	mdb_txn_abort(txn->txn);
-	free(txn);
+	txn_release(txn);
 }
 
 /* ---- packs ----------------------------------------------------------- */
@@ -1069,9 +1082,16 @@ int mrfs_writer_write(struct mrfs_writer *w, const void *buf, size_t len)
 	return 0;
 }
 
-/* Free @w; unless @keep (its file was recorded), take back its pack bytes. */
-static void writer_free(struct mrfs_writer *w, bool keep)
+/* Free @w; unless @keep (its file was recorded in @txn), take back its
+ * pack bytes. */
+static void writer_free(struct mrfs_writer *w, bool keep, struct mrfs_txn *txn)
 {
+	int *held = NULL;
+
+	/* gc skips locked packs: a full one stays locked until @txn ends */
+	if (keep && w->nfull && (held = realloc(txn->held, (txn->nheld + w->nfull) *
+							     sizeof(*held))))
+		txn->held = held;
 	if (w->threaded) {
 		w->fill_len = 0; /* dropped: what was handed over is enough */
 		writer_join(w);
@@ -1084,7 +1104,10 @@ static void writer_free(struct mrfs_writer *w, bool keep)
 	for (uint32_t i = 0; i < w->nfull; i++) {
 		if (!keep)
 			pack_rewind(w->store, w->full[i], true);
-		close(w->full[i]->fd);
+		if (held)
+			txn->held[txn->nheld++] = w->full[i]->fd;
+		else
+			close(w->full[i]->fd); /* no memory: as before */
 		free(w->full[i]);
 	}
 	free(w->full);
@@ -1120,14 +1143,14 @@ int mrfs_writer_spill(struct mrfs_writer *w, int fd)
 	}
 	if (!rc)
 		rc = pwrite_all(fd, w->buf, w->len, off);
-	writer_free(w, false);
+	writer_free(w, false, NULL);
 	return rc;
 }
 
 void mrfs_writer_abort(struct mrfs_writer *w)
 {
 	if (w)
-		writer_free(w, false);
+		writer_free(w, false, NULL);
 }
 
 /* Take a reference on chunk @c in the index, adding it when new. */
@@ -1218,7 +1241,7 @@ int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn, uint64_t *id
 		XXH128_canonicalFromHash((XXH128_canonical_t *)h.digest, d);
 		rc = put_file(txn, *id, &h, w->chunks);
 	}
-	writer_free(w, rc == 0);
+	writer_free(w, rc == 0, txn);
 	return rc;
 }
 
