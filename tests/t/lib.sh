@@ -192,9 +192,9 @@ mount_mrfs() {
 	local i status
 	[ -x "$MRFS_BIN" ] || bail_out "MRFS_BIN=$MRFS_BIN is not an executable"
 	is_mounted && bail_out "$MNT is already mounted"
-	say "# mount: $MRFS_BIN mount -f --store $STORE $MNT"
+	say "# mount: $MRFS_BIN mount -f $* --store $STORE $MNT"
 	echo "--- mount $(date +%T.%N)" >>"$TMP/daemon.out"
-	"$MRFS_BIN" mount -f --store "$STORE" "$MNT" >>"$TMP/daemon.out" 2>>"$LOG" &
+	"$MRFS_BIN" mount -f "$@" --store "$STORE" "$MNT" >>"$TMP/daemon.out" 2>>"$LOG" &
 	DAEMON_PID=$!
 	for ((i = 0; i < 100; i++)); do
 		if ! pid_running "$DAEMON_PID"; then

@@ -10,116 +10,8 @@
 . "$(dirname "$0")/lib.sh"
 
 # --- users: alice, bob, carol (in the admin group), removed on exit --------
-
-declare -A U=([alice]=mrfs-t-alice-$$ [bob]=mrfs-t-bob-$$ [carol]=mrfs-t-carol-$$)
-ADM=mrfs-t-adm-$$
-MADE_USERS=()
-MADE_GROUP=
-
-drop_users() {
-	local u
-	for u in "${MADE_USERS[@]}"; do
-		userdel "$u" >/dev/null 2>&1 || say "# could not remove user $u"
-	done
-	[ -n "$MADE_GROUP" ] && { groupdel "$MADE_GROUP" >/dev/null 2>&1 || say "# could not remove group $MADE_GROUP"; }
-}
-on_exit() {
-	local status=$?
-	drop_users
-	(exit $status)
-	cleanup
-}
-trap on_exit EXIT
-
-[ "$(id -u)" = 0 ] || bail_out "this test creates users: run it as root"
-groupadd "$ADM" || bail_out "groupadd $ADM"
-MADE_GROUP=$ADM
-for who in alice bob carol; do
-	extra=()
-	[ $who = carol ] && extra=(-G "$ADM")
-	useradd -M -N -s /bin/sh "${extra[@]}" "${U[$who]}" || bail_out "useradd ${U[$who]}"
-	MADE_USERS+=("${U[$who]}")
-done
-uid_of() { id -u "${U[$1]}"; }
-
-# The system's python3, which every user can run (root's may live in /root).
-PYU=
-for p in /usr/bin/python3 /usr/local/bin/python3 /bin/python3; do
-	[ -x "$p" ] && { PYU=$p; break; }
-done
-[ -n "$PYU" ] || bail_out "no python3 that other users can run"
-
-# as WHO CMD...: run CMD as alice, bob or carol (or root), with a clean
-# environment and the user's groups.
-as() {
-	local who=$1
-	shift
-	if [ "$who" = root ]; then
-		env PATH=/usr/local/bin:/usr/bin:/bin LC_ALL=C "$@"
-		return
-	fi
-	setpriv --reuid="${U[$who]}" --regid="$(id -g "${U[$who]}")" --init-groups \
-		env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/ LC_ALL=C USER="${U[$who]}" "$@"
-}
-
-# Other users must reach the mount point and the helper scripts.
-chmod 755 "$TMP"
-
-# recw.py PATH SRC: write SRC's bytes over PATH; print OK, or STEP:ERRNO
-# (STEP one of open, write, fsync, close).
-cat >"$TMP/recw.py" <<'EOF'
-import errno, os, sys
-data = open(sys.argv[2], "rb").read()
-step = "open"
-try:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
-    step = "write"
-    try:
-        os.write(fd, data)
-    except OSError:
-        os.close(fd)
-        raise
-    step = "close"
-    os.close(fd)
-except OSError as e:
-    print("%s:%s" % (step, errno.errorcode.get(e.errno, e.errno)))
-    sys.exit(0)
-print("OK")
-EOF
-
-errno_as() {
-	local who=$1
-	shift
-	as "$who" "$PYU" "$TMP/op.py" "$@"
-}
-
-# _expect_as LOG WHO WANT OP ARGS...: WHO's OP fails with WANT (one of
-# WANT=A|B); with LOG=1 the daemon must log the refusal too.
-_expect_as() {
-	local needlog=$1 who=$2 want=$3 desc got before i
-	shift 3
-	desc="$who: $* fails with $want"
-	desc=${desc//"$MNT"/}
-	before=$(log_lines)
-	got=$(errno_as "$who" "$@" 2>&1)
-	got=${got%% *}
-	if ! [[ "|$want|" == *"|$got|"* ]]; then
-		fail "$desc" "expected: $want" "seen: $got"
-		return 1
-	fi
-	if [ "$needlog" = 1 ]; then
-		for ((i = 0; i < 20; i++)); do
-			[ "$(log_lines)" -gt "$before" ] && break
-			sleep 0.05
-		done
-		if [ "$(log_lines)" -le "$before" ]; then
-			fail "$desc, with a daemon log line" "expected: a new line in the daemon log for the refusal" \
-				"seen: errno $got but no new log line"
-			return 1
-		fi
-	fi
-	pass "$desc"
-}
+. "$(dirname "$0")/users.sh"
+make_users alice bob carol:admin
 
 hcounts() { echo "m:$(wc -l <"$M/m/history") all:$(wc -l <"$MNT/history")"; }
 
@@ -138,16 +30,6 @@ refused() {
 	check_eq "... and no event in the history for it" "$before" "$(hcounts)"
 }
 
-# ok_as WHO OP ARGS...: WHO's OP succeeds.
-ok_as() {
-	local who=$1 got desc
-	shift
-	desc="$who: $*"
-	desc=${desc//"$MNT"/}
-	got=$(errno_as "$who" "$@" 2>&1)
-	check_eq "$desc succeeds" OK "${got%% *}"
-}
-
 # The names in model m's directory, one a line.
 entries() { ls -A "$M/m"; }
 
@@ -160,25 +42,7 @@ fi
 check "mrfs mount --help lists --admin-group" sh -c "'$MRFS_BIN' mount --help 2>&1 | grep -q -- --admin-group"
 [ ${#ADMIN_OPT[@]} = 0 ] && say "# mount has no --admin-group yet: mounting without it, carol's checks will fail"
 
-mount_multi() {
-	local i status
-	say "# mount: $MRFS_BIN mount -f -o allow_other ${ADMIN_OPT[*]} --store $STORE $MNT"
-	echo "--- mount $(date +%T.%N)" >>"$TMP/daemon.out"
-	"$MRFS_BIN" mount -f -o allow_other "${ADMIN_OPT[@]}" --store "$STORE" "$MNT" >>"$TMP/daemon.out" 2>>"$LOG" &
-	DAEMON_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		if ! pid_running "$DAEMON_PID"; then
-			wait "$DAEMON_PID"
-			status=$?
-			DAEMON_PID=
-			check_sanitizer
-			bail_out "the daemon exited (status $status) before the mount was live"
-		fi
-		is_mounted && [ -d "$M" ] && return 0
-		sleep 0.1
-	done
-	bail_out "the mount was not live after 10 s"
-}
+mount_multi() { mount_mrfs -o allow_other "${ADMIN_OPT[@]}"; }
 mount_multi
 as alice test -d "$M" || bail_out "alice cannot reach $M (allow_other, modes of $TMP?)"
 mkdir "$TMP/alice" && chown "${U[alice]}" "$TMP/alice" && chmod 700 "$TMP/alice"
