@@ -85,8 +85,10 @@ struct wpack {
 };
 
 /* Start writeback of a pack every this many bytes, so the fdatasync at
- * the end of a stream waits for little. */
-#define WRITEBACK_STEP (8u << 20)
+ * the end of a stream waits for little. Measured through the mount (1 GiB,
+ * 6 runs each): 1 MiB 1.28-1.30x cp+sync, 8 MiB 1.37-1.43x, 32 MiB 1.33x,
+ * none 1.41x; waiting for the step before each kick made it 1.5-1.6x. */
+#define WRITEBACK_STEP (1u << 20)
 
 /* The set of chunk keys whose bytes this process has checked. */
 struct keyset {
