@@ -40,10 +40,10 @@
 #include "mrfs/registry.h"
 #include "mrfs/store.h"
 
-#define COPY_BUF (1u << 20)	    /* log copies with 1 MiB reads and writes */
-#define PATCH_MAX (1u << 20)	    /* a bigger `git diff HEAD` is left out */
-#define PROGRESS_NS 100000000LL	    /* redraw a progress bar at most 10 times a second */
-#define NS 1000000000LL
+#define COPY_BUF    (1u << 20)	/* log copies with 1 MiB reads and writes */
+#define PATCH_MAX   (1u << 20)	/* a bigger `git diff HEAD` is left out */
+#define PROGRESS_NS 100000000LL /* redraw a progress bar at most 10 times a second */
+#define NS	    1000000000LL
 
 /* The command running, for messages ("mrfs log: ..."). */
 static const char *cmdname = "mrfs";
@@ -273,7 +273,7 @@ static int next_opt(struct parser *p, const struct opt *defs)
 
 static void fmt_size(uint64_t n, char *buf, size_t size)
 {
-	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
 	double v = (double)n;
 	int u = -1;
 
@@ -668,8 +668,7 @@ static char *cell_str(struct mrfs_doc *v)
 
 /* Members of version records that mrfs manages; the rest is user metadata. */
 static const char *const version_managed[] = {
-	"model", "version", "state",  "created", "sealed",
-	"size",	 "digest",  "files", "aliases", NULL,
+    "model", "version", "state", "created", "sealed", "size", "digest", "files", "aliases", NULL,
 };
 
 static bool is_managed(const char *key)
@@ -916,7 +915,8 @@ static int parse_ref(const char *ref, char **model, char **spec)
 		free(*model);
 		free(*spec);
 		return usage("'%s' is not a reference "
-			     "(MODEL, MODEL:vN, MODEL:ALIAS or MODEL:latest)", ref);
+			     "(MODEL, MODEL:vN, MODEL:ALIAS or MODEL:latest)",
+			     ref);
 	}
 	return 0;
 }
@@ -973,7 +973,8 @@ static int set_alias(const char *mnt, const char *model, const char *alias, uint
 		break;
 	case -EACCES:
 		error("'%s' is a protected alias of %s: only its owner, root or the admin "
-		      "group may move it", alias, model);
+		      "group may move it",
+		      alias, model);
 		break;
 	case -EPERM:
 		error("%s's policy refuses to point '%s' at v%" PRIu32
@@ -1059,7 +1060,7 @@ static int scan(const char *path, const struct stat *st, uint64_t *bytes, uint64
 /* Give @dst the permission bits and times of @st, as cp -a does. */
 static int copy_attrs(const char *dst, const struct stat *st, bool link)
 {
-	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
 	int rc;
 
 	if (!link && chmod(dst, st->st_mode & 07777)) {
@@ -1347,11 +1348,11 @@ static char *strip_userinfo(const char *url)
  */
 static int git_lineage(const char *dir, struct mrfs_doc **out)
 {
-	static const char *const a_top[] = { "rev-parse", "--show-toplevel", NULL };
-	static const char *const a_head[] = { "rev-parse", "--verify", "-q", "HEAD", NULL };
-	static const char *const a_branch[] = { "symbolic-ref", "-q", "--short", "HEAD", NULL };
-	static const char *const a_url[] = { "remote", "get-url", "origin", NULL };
-	static const char *const a_diff[] = { "diff", "HEAD", "--no-color", "--no-ext-diff", NULL };
+	static const char *const a_top[] = {"rev-parse", "--show-toplevel", NULL};
+	static const char *const a_head[] = {"rev-parse", "--verify", "-q", "HEAD", NULL};
+	static const char *const a_branch[] = {"symbolic-ref", "-q", "--short", "HEAD", NULL};
+	static const char *const a_url[] = {"remote", "get-url", "origin", NULL};
+	static const char *const a_diff[] = {"diff", "HEAD", "--no-color", "--no-ext-diff", NULL};
 	char *top = NULL, *commit = NULL, *branch = NULL, *url = NULL, *patch = NULL, *repo;
 	struct mrfs_doc *code;
 	int rc;
@@ -1426,8 +1427,8 @@ static int next_version(const char *mnt, const char *model, uint32_t *n)
 		vs = mrfs_doc_get(rec, "versions");
 		for (size_t i = 0; i < mrfs_doc_len(vs); i++) {
 			struct mrfs_doc *v = mrfs_doc_at(vs, i);
-			int64_t k = is_number(v) ? (int64_t)mrfs_doc_number(v)
-						 : dint(v, "version", 0);
+			int64_t k =
+			    is_number(v) ? (int64_t)mrfs_doc_number(v) : dint(v, "version", 0);
 			if (k > max)
 				max = k;
 		}
@@ -1470,7 +1471,8 @@ static int write_record(const char *path, const char *what, struct mrfs_doc *doc
 	free(text);
 	if (rc == -EINVAL)
 		error("%s was refused (EINVAL): the document is not an object, "
-		      "or it changes a member mrfs manages", what);
+		      "or it changes a member mrfs manages",
+		      what);
 	else if (rc)
 		error("cannot write %s: %s", what, strerror(-rc));
 	return rc;
@@ -1505,7 +1507,8 @@ static int apply_metadata(const char *mnt, const char *model, uint32_t n, struct
 		free(key);
 		if (rc) {
 			/* mrfs_doc_set_path says -EINVAL for text that is not UTF-8 too */
-			error("-m %s: not a KEY=VALUE with a dotted KEY and UTF-8 text", sets->v[i]);
+			error("-m %s: not a KEY=VALUE with a dotted KEY and UTF-8 text",
+			      sets->v[i]);
 			goto out_free;
 		}
 	}
@@ -1542,25 +1545,25 @@ static int check_set(const char *kv)
 }
 
 static const struct opt log_opts[] = {
-	{ "mount", 0, true, O_MOUNT },
-	{ "meta", 0, true, O_FIRST_OWN },
-	{ "git", 0, true, O_FIRST_OWN + 1 },
-	{ "alias", 0, true, O_FIRST_OWN + 2 },
-	{ "no-seal", 0, false, O_FIRST_OWN + 3 },
-	{ "metadata", 'm', true, O_FIRST_OWN + 4 },
-	{ 0 },
+    {"mount", 0, true, O_MOUNT},
+    {"meta", 0, true, O_FIRST_OWN},
+    {"git", 0, true, O_FIRST_OWN + 1},
+    {"alias", 0, true, O_FIRST_OWN + 2},
+    {"no-seal", 0, false, O_FIRST_OWN + 3},
+    {"metadata", 'm', true, O_FIRST_OWN + 4},
+    {0},
 };
 
 static int cmd_log(int argc, char **argv)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
+	struct parser p = {argc, argv, 1, false, NULL};
 	const char *model = NULL, *mount_opt = NULL, *meta_file = NULL, *git_dir = NULL;
 	const char *alias = NULL;
 	struct mrfs_doc *meta = NULL, *code = NULL;
-	struct strs sets = { 0 }, srcs = { 0 };
+	struct strs sets = {0}, srcs = {0};
 	struct stat *sst = NULL;
 	struct sigaction sa, old_int, old_term;
-	struct copy c = { 0 };
+	struct copy c = {0};
 	uint64_t nfiles = 0;
 	char *mnt = NULL, *mdir = NULL, *vdir = NULL, label[160];
 	bool noseal = false, made = false, new_model = false, handlers = false;
@@ -1613,7 +1616,8 @@ static int cmd_log(int argc, char **argv)
 	}
 	if (!mrfs_name_valid(model)) {
 		usage("'%s' is not a valid model name ([A-Za-z0-9._-], 1 to 64, "
-		      "not starting with '.' or '-', not ending in .json)", model);
+		      "not starting with '.' or '-', not ending in .json)",
+		      model);
 		goto out;
 	}
 	if (alias && !alias_name_ok(alias)) {
@@ -1707,7 +1711,8 @@ static int cmd_log(int argc, char **argv)
 	rc = 1;
 	if (c.done != c.total)
 		warning("copied %" PRIu64 " bytes, expected %" PRIu64
-			" (were the sources changing?)", c.done, c.total);
+			" (were the sources changing?)",
+			c.done, c.total);
 
 	/* the metadata */
 	if ((meta || code || sets.n) && apply_metadata(mnt, model, n, meta, code, &sets))
@@ -1757,14 +1762,14 @@ out:
 /* ---- promote ------------------------------------------------------------------- */
 
 static const struct opt mount_only_opts[] = {
-	{ "mount", 0, true, O_MOUNT },
-	{ 0 },
+    {"mount", 0, true, O_MOUNT},
+    {0},
 };
 
 static int cmd_promote(int argc, char **argv)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
-	const char *args[3] = { NULL, NULL, NULL }, *mount_opt = NULL, *alias;
+	struct parser p = {argc, argv, 1, false, NULL};
+	const char *args[3] = {NULL, NULL, NULL}, *mount_opt = NULL, *alias;
 	uint32_t n, old = 0;
 	char *mnt = NULL, *vpath = NULL;
 	struct stat st;
@@ -1791,7 +1796,8 @@ static int cmd_promote(int argc, char **argv)
 		return usage("'%s' is not a version (3 or v3)", args[1]);
 	if (!alias_name_ok(alias))
 		return usage("'%s' cannot be an alias (a name of [A-Za-z0-9._-], "
-			     "not versions, latest or history)", alias);
+			     "not versions, latest or history)",
+			     alias);
 	if (!(mnt = find_mount(mount_opt)))
 		return 1;
 	rc = model_exists(mnt, args[0]);
@@ -1893,8 +1899,8 @@ static int parse_where(const char *expr, struct where *w)
 		const char *s;
 		enum wop op;
 	} ops[] = {
-		{ ">=", W_GE }, { "<=", W_LE }, { "==", W_EQ }, { "!=", W_NE },
-		{ ">", W_GT },	{ "<", W_LT },	{ "=", W_EQ },
+	    {">=", W_GE}, {"<=", W_LE}, {"==", W_EQ}, {"!=", W_NE},
+	    {">", W_GT},  {"<", W_LT},	{"=", W_EQ},
 	};
 	size_t pos = strcspn(expr, "<>=!"), oplen = 0;
 	const char *rest;
@@ -1965,12 +1971,18 @@ static bool where_match(const struct where *w, struct mrfs_doc *rec)
 			return false;
 		x = mrfs_doc_number(v);
 		switch (w->op) {
-		case W_GT: return x > w->num;
-		case W_GE: return x >= w->num;
-		case W_LT: return x < w->num;
-		case W_LE: return x <= w->num;
-		case W_EQ: return x == w->num;
-		case W_NE: return x != w->num;
+		case W_GT:
+			return x > w->num;
+		case W_GE:
+			return x >= w->num;
+		case W_LT:
+			return x < w->num;
+		case W_LE:
+			return x <= w->num;
+		case W_EQ:
+			return x == w->num;
+		case W_NE:
+			return x != w->num;
 		}
 		return false;
 	}
@@ -2108,8 +2120,8 @@ static int collect_versions(const char *mnt, const char *model, const struct whe
 	vs = mrfs_doc_get(mrec, "versions");
 	for (size_t i = 0; i < mrfs_doc_len(vs); i++) {
 		struct mrfs_doc *item = mrfs_doc_at(vs, i), *rec;
-		int64_t n = is_number(item) ? (int64_t)mrfs_doc_number(item)
-					     : dint(item, "version", 0);
+		int64_t n =
+		    is_number(item) ? (int64_t)mrfs_doc_number(item) : dint(item, "version", 0);
 
 		if (n <= 0)
 			continue;
@@ -2126,7 +2138,7 @@ static int collect_versions(const char *mnt, const char *model, const struct whe
 			rows->cap = rows->cap ? 2 * rows->cap : 16;
 			rows->v = xrealloc(rows->v, rows->cap * sizeof(*rows->v));
 		}
-		rows->v[rows->n++] = (struct vrow){ model, (uint32_t)n, n == latest, rec };
+		rows->v[rows->n++] = (struct vrow){model, (uint32_t)n, n == latest, rec};
 	}
 	mrfs_doc_free(mrec);
 	return rc;
@@ -2136,7 +2148,7 @@ static int collect_versions(const char *mnt, const char *model, const struct whe
  * most versions have; on a tie, the first of the newest. New, or NULL. */
 static char *pick_metric(struct vrows *rows)
 {
-	struct strs keys = { 0 };
+	struct strs keys = {0};
 	size_t *count = NULL, best = 0;
 	char *key = NULL;
 
@@ -2301,19 +2313,19 @@ out:
 }
 
 static const struct opt ls_opts[] = {
-	{ "mount", 0, true, O_MOUNT },
-	{ "json", 0, false, O_JSON },
-	{ "where", 'w', true, O_FIRST_OWN },
-	{ 0 },
+    {"mount", 0, true, O_MOUNT},
+    {"json", 0, false, O_JSON},
+    {"where", 'w', true, O_FIRST_OWN},
+    {0},
 };
 
 static int cmd_ls(int argc, char **argv)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
+	struct parser p = {argc, argv, 1, false, NULL};
 	const char *model = NULL, *mount_opt = NULL, *expr = NULL;
-	struct where w = { 0 };
-	struct strs names = { 0 };
-	struct vrows rows = { 0 };
+	struct where w = {0};
+	struct strs names = {0};
+	struct vrows rows = {0};
 	bool json = false;
 	char *mnt = NULL, *metric = NULL;
 	int id, rc = 0;
@@ -2564,10 +2576,10 @@ static int replay_cb(void *ctx, const char *line, struct mrfs_doc *ev)
  * deletions after @at (to find that model under its name of today), then
  * its own history up to @at. *@now is the model's name today (new).
  */
-static int alias_at(const char *mnt, const char *model, const char *alias, int64_t at,
-		    uint32_t *n, char **now)
+static int alias_at(const char *mnt, const char *model, const char *alias, int64_t at, uint32_t *n,
+		    char **now)
 {
-	struct replay r = { .at = at, .name = xstrdup(model) };
+	struct replay r = {.at = at, .name = xstrdup(model)};
 	char *path = xfmt("%s/history", mnt), when[64];
 	int rc = each_event(path, rename_cb, &r);
 
@@ -2625,15 +2637,15 @@ out:
 }
 
 static const struct opt show_opts[] = {
-	{ "mount", 0, true, O_MOUNT },
-	{ "json", 0, false, O_JSON },
-	{ "at", 0, true, O_FIRST_OWN },
-	{ 0 },
+    {"mount", 0, true, O_MOUNT},
+    {"json", 0, false, O_JSON},
+    {"at", 0, true, O_FIRST_OWN},
+    {0},
 };
 
 static int cmd_show(int argc, char **argv)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
+	struct parser p = {argc, argv, 1, false, NULL};
 	const char *ref = NULL, *mount_opt = NULL, *at_text = NULL;
 	char *model = NULL, *spec = NULL, *mnt = NULL, *now = NULL, *path;
 	struct mrfs_doc *rec = NULL;
@@ -2759,7 +2771,7 @@ static struct dfile *files_of(struct mrfs_doc *rec, size_t *n)
 		struct mrfs_doc *f = mrfs_doc_at(files, i);
 
 		if (dstr(f, "path"))
-			v[(*n)++] = (struct dfile){ dstr(f, "path"), f };
+			v[(*n)++] = (struct dfile){dstr(f, "path"), f};
 	}
 	if (*n)
 		qsort(v, *n, sizeof(*v), cmp_dfile);
@@ -2774,21 +2786,21 @@ static bool same_file(struct mrfs_doc *a, struct mrfs_doc *b)
 }
 
 static const struct opt diff_opts[] = {
-	{ "mount", 0, true, O_MOUNT },
-	{ "json", 0, false, O_JSON },
-	{ "all", 'a', false, O_FIRST_OWN },
-	{ 0 },
+    {"mount", 0, true, O_MOUNT},
+    {"json", 0, false, O_JSON},
+    {"all", 'a', false, O_FIRST_OWN},
+    {0},
 };
 
 static int cmd_diff(int argc, char **argv)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
-	const char *args[3] = { NULL, NULL, NULL }, *mount_opt = NULL;
+	struct parser p = {argc, argv, 1, false, NULL};
+	const char *args[3] = {NULL, NULL, NULL}, *mount_opt = NULL;
 	struct mrfs_doc *ra = NULL, *rb = NULL, *out = NULL, *jf = NULL, *jm = NULL;
 	struct mrfs_doc *jadd = NULL, *jrm = NULL, *jch = NULL;
 	struct dfile *fa = NULL, *fb = NULL;
-	struct leaves la = { 0 }, lb = { 0 };
-	struct strs keys = { 0 };
+	struct leaves la = {0}, lb = {0};
+	struct strs keys = {0};
 	struct table ft, mt;
 	size_t na = 0, nb = 0, i = 0, k = 0, added = 0, removed = 0, changed = 0, same = 0;
 	bool json = false, all = false;
@@ -2947,7 +2959,8 @@ static int cmd_diff(int argc, char **argv)
 		free(text);
 	} else {
 		printf("%s v%" PRIu32 " -> v%" PRIu32 ": %zu added, %zu removed, %zu changed, "
-		       "%zu unchanged\n", args[0], a, b, added, removed, changed, same);
+		       "%zu unchanged\n",
+		       args[0], a, b, added, removed, changed, same);
 		if (ft.cells.n) {
 			printf("\nfiles\n");
 			table_print(&ft, "  ");
@@ -2980,8 +2993,8 @@ out:
 /* The event's own members for people: "production v3 -> v4". */
 static char *event_details(struct mrfs_doc *ev)
 {
-	static const char *const common[] = { "seq", "time", "event", "model", "uid",
-					      "user", "pid", "comm", NULL };
+	static const char *const common[] = {"seq",  "time", "event", "model", "uid",
+					     "user", "pid",  "comm",  NULL};
 	const char *event = dstr(ev, "event"), *alias = dstr(ev, "alias");
 	int64_t v = dint(ev, "version", 0), from = dint(ev, "from", 0), to = dint(ev, "to", 0);
 	struct mrfs_doc *keys = mrfs_doc_get(ev, "keys");
@@ -3101,20 +3114,20 @@ static int hist_cb(void *ctx, const char *line, struct mrfs_doc *ev)
 }
 
 static const struct opt history_opts[] = {
-	{ "mount", 0, true, O_MOUNT },
-	{ "json", 0, false, O_JSON },
-	{ "alias", 0, true, O_FIRST_OWN },
-	{ "since", 0, true, O_FIRST_OWN + 1 },
-	{ "event", 'e', true, O_FIRST_OWN + 2 },
-	{ "last", 'n', true, O_FIRST_OWN + 3 },
-	{ 0 },
+    {"mount", 0, true, O_MOUNT},
+    {"json", 0, false, O_JSON},
+    {"alias", 0, true, O_FIRST_OWN},
+    {"since", 0, true, O_FIRST_OWN + 1},
+    {"event", 'e', true, O_FIRST_OWN + 2},
+    {"last", 'n', true, O_FIRST_OWN + 3},
+    {0},
 };
 
 static int cmd_history(int argc, char **argv)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
+	struct parser p = {argc, argv, 1, false, NULL};
 	const char *mount_opt = NULL, *model = NULL;
-	struct hist h = { 0 };
+	struct hist h = {0};
 	bool json = false;
 	char *mnt = NULL, *path = NULL, *end;
 	unsigned long last = 0;
@@ -3143,7 +3156,8 @@ static int cmd_history(int argc, char **argv)
 		case O_FIRST_OWN + 1:
 			if (mrfs_time_parse(p.val, &h.since))
 				return usage("--since: '%s' is not an RFC 3339 time "
-					     "such as 2026-11-27T05:30:00Z", p.val);
+					     "such as 2026-11-27T05:30:00Z",
+					     p.val);
 			h.has_since = true;
 			break;
 		case O_FIRST_OWN + 2:
@@ -3222,15 +3236,15 @@ out:
 /* ---- store commands -------------------------------------------------------------- */
 
 static const struct opt store_opts[] = {
-	{ "store", 0, true, O_STORE },
-	{ "json", 0, false, O_JSON },
-	{ 0 },
+    {"store", 0, true, O_STORE},
+    {"json", 0, false, O_JSON},
+    {0},
 };
 
 /* Open the store @dir; with !@create, one must be there already. */
 static int open_store(const char *dir, bool create, bool read_only, struct mrfs_store **out)
 {
-	struct mrfs_store_options o = { .read_only = read_only };
+	struct mrfs_store_options o = {.read_only = read_only};
 	char *mdb = xfmt("%s/data.mdb", dir);
 	struct stat st;
 	int rc;
@@ -3254,10 +3268,10 @@ static int open_store(const char *dir, bool create, bool read_only, struct mrfs_
 
 /* Parse the options of a store command: --store, --json (if @json_ok),
  * and @nargs arguments into @args. Returns -1 to go on, or an exit status. */
-static int store_args(int argc, char **argv, const char **dir, char *buf, size_t size,
-		      bool *json, const char **args, int nargs, const char *synopsis)
+static int store_args(int argc, char **argv, const char **dir, char *buf, size_t size, bool *json,
+		      const char **args, int nargs, const char *synopsis)
 {
-	struct parser p = { argc, argv, 1, false, NULL };
+	struct parser p = {argc, argv, 1, false, NULL};
 	int id, n = 0;
 
 	*dir = NULL;
@@ -3397,7 +3411,7 @@ static void verify_cb(void *ctx, uint64_t file, const char *what)
 		x->cap = x->cap ? 2 * x->cap : 16;
 		x->p = xrealloc(x->p, x->cap * sizeof(*x->p));
 	}
-	x->p[x->np++] = (struct problem){ file, xstrdup(what) };
+	x->p[x->np++] = (struct problem){file, xstrdup(what)};
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -3411,14 +3425,13 @@ static int vfy_file_cb(void *ctx, const char *path, const struct mrfs_node *nd)
 {
 	struct vfy *x = ctx;
 
-	if (!nd->file || !x->nids ||
-	    !bsearch(&nd->file, x->ids, x->nids, sizeof(*x->ids), cmp_u64))
+	if (!nd->file || !x->nids || !bsearch(&nd->file, x->ids, x->nids, sizeof(*x->ids), cmp_u64))
 		return 0;
 	if (x->nuses == x->ucap) {
 		x->ucap = x->ucap ? 2 * x->ucap : 16;
 		x->uses = xrealloc(x->uses, x->ucap * sizeof(*x->uses));
 	}
-	x->uses[x->nuses++] = (struct use){ nd->file, xstrdup(x->m->name), x->v->n, xstrdup(path) };
+	x->uses[x->nuses++] = (struct use){nd->file, xstrdup(x->m->name), x->v->n, xstrdup(path)};
 	return 0;
 }
 
@@ -3468,9 +3481,9 @@ static int map_problems(struct mrfs_store *store, struct vfy *x)
 static int cmd_verify(int argc, char **argv)
 {
 	struct mrfs_store *store;
-	struct vfy x = { 0 };
+	struct vfy x = {0};
 	struct progress pg;
-	struct strs affected = { 0 };
+	struct strs affected = {0};
 	const char *dir;
 	char buf[4096];
 	bool json = false;
@@ -3557,8 +3570,8 @@ static int cmd_verify(int argc, char **argv)
 			char *files = xstrdup(""), *next;
 
 			for (size_t k = 0; k < x.nuses; k++) {
-				char *ref = xfmt("%s:v%" PRIu32, x.uses[k].model,
-						 x.uses[k].version);
+				char *ref =
+				    xfmt("%s:v%" PRIu32, x.uses[k].model, x.uses[k].version);
 				bool same = !strcmp(ref, affected.v[i]);
 
 				free(ref);
@@ -3598,7 +3611,7 @@ out:
 static int cmd_gc(int argc, char **argv)
 {
 	struct mrfs_store *store;
-	struct mrfs_gc_stats st = { 0 };
+	struct mrfs_gc_stats st = {0};
 	struct progress pg;
 	const char *dir;
 	char buf[4096], a[32], b[32], r[32];
@@ -3631,9 +3644,10 @@ static int cmd_gc(int argc, char **argv)
 		mrfs_doc_int(d, "packs_removed", (int64_t)st.packs_removed);
 		mrfs_doc_int(d, "bytes_before", (int64_t)st.bytes_before);
 		mrfs_doc_int(d, "bytes_after", (int64_t)st.bytes_after);
-		mrfs_doc_int(d, "reclaimed", st.bytes_before > st.bytes_after
-						     ? (int64_t)(st.bytes_before - st.bytes_after)
-						     : 0);
+		mrfs_doc_int(d, "reclaimed",
+			     st.bytes_before > st.bytes_after
+				 ? (int64_t)(st.bytes_before - st.bytes_after)
+				 : 0);
 		text = mrfs_doc_dump(d, 1, &len);
 		mrfs_doc_free(d);
 		if (!text)
@@ -3674,7 +3688,7 @@ static int alias_list_cb(void *ctx, const struct mrfs_alias *a)
 /* The aliases of @model pointing at version @n, new ("production, staging"). */
 static char *aliases_at(struct mrfs_store *store, const char *model, uint32_t n)
 {
-	struct alias_list l = { n, NULL };
+	struct alias_list l = {n, NULL};
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
 
@@ -3690,8 +3704,8 @@ static int cmd_delete(int argc, char **argv)
 {
 	struct mrfs_store *store;
 	struct mrfs_registry *reg;
-	struct mrfs_caller who = { 0 };
-	struct mrfs_err err = { { 0 } };
+	struct mrfs_caller who = {0};
+	struct mrfs_err err = {{0}};
 	struct passwd *pw;
 	const char *dir, *args[2];
 	char buf[4096], *names;
@@ -3758,127 +3772,127 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "log", cmd_log, "log MODEL DIR|FILE... [-m KEY=VALUE]... [--alias NAME]",
-	  "usage: mrfs log MODEL DIR|FILE... [-m KEY=VALUE]... [--meta FILE] [--git DIR]\n"
-	  "                [--alias NAME] [--no-seal] [--mount DIR]\n"
-	  "\n"
-	  "Log a new version of MODEL through the mount: register MODEL if it is new,\n"
-	  "make the next version N (the model record's next_version), copy into it\n"
-	  "the contents of each DIR and each FILE by name, keeping modes and times\n"
-	  "(cp -a), write the metadata into versions/N.json, seal it (chmod a-w)\n"
-	  "and print MODEL:vN. If anything fails, the draft is removed.\n"
-	  "\n"
-	  "  -m, --metadata KEY=VALUE  set a user member; KEY may be dotted\n"
-	  "                            (metrics.acc=0.93); VALUE is JSON when it parses\n"
-	  "                            (numbers, true, [1,2], {...}), else a string\n"
-	  "  --meta FILE               merge the top-level members of a JSON object\n"
-	  "                            (members mrfs manages are left out)\n"
-	  "  --git DIR                 record lineage.code: {repo, commit, branch,\n"
-	  "                            dirty, patch} of the git work tree at DIR;\n"
-	  "                            patch is `git diff HEAD` when it is dirty\n"
-	  "  --alias NAME              then point alias NAME at the version (ln -sfn)\n"
-	  "  --no-seal                 leave the version a draft (--alias seals anyway)\n"
-	  "  --mount DIR               the mount to use (else $MRFS_MOUNT, else the\n"
-	  "                            first fuse.mrfs mount of /proc/mounts)\n" },
-	{ "promote", cmd_promote, "promote MODEL VERSION [ALIAS]",
-	  "usage: mrfs promote MODEL VERSION [ALIAS] [--mount DIR]\n"
-	  "\n"
-	  "Point ALIAS (default: production) of MODEL at VERSION (3 or v3),\n"
-	  "atomically as `ln -sfn versions/3 ALIAS` does: a reader never finds the\n"
-	  "alias missing. A draft is sealed first. The model's policy applies:\n"
-	  "a protected alias only moves for its owner, root or the admin group.\n" },
-	{ "ls", cmd_ls, "ls [MODEL] [--where EXPR] [--json]",
-	  "usage: mrfs ls [MODEL] [--where EXPR] [--json] [--mount DIR]\n"
-	  "\n"
-	  "Without MODEL, list the models: versions, latest, aliases, owner.\n"
-	  "With MODEL, list its versions: state, size, files, creation, aliases and\n"
-	  "a metric.\n"
-	  "\n"
-	  "  -w, --where EXPR  only versions whose record passes PATH OP VALUE, with\n"
-	  "                    OP one of > >= < <= == != (numbers compare as numbers,\n"
-	  "                    anything else by equality): 'metrics.acc>0.9',\n"
-	  "                    'lineage.code.dirty==false'; without MODEL, across\n"
-	  "                    every model\n"
-	  "  --json            the records, as one JSON array\n" },
-	{ "show", cmd_show, "show MODEL[:vN|:ALIAS|:latest] [--at TIME]",
-	  "usage: mrfs show MODEL[:vN|:ALIAS|:latest] [--at TIME] [--json] [--mount DIR]\n"
-	  "\n"
-	  "Show a version's record: state, aliases, who made and sealed it, its\n"
-	  "files and its metadata. MODEL alone is MODEL:latest.\n"
-	  "\n"
-	  "  --at TIME  where MODEL:ALIAS (or latest) pointed at TIME (RFC 3339,\n"
-	  "             2026-11-27T05:30:00Z), replayed from the history; follows\n"
-	  "             renames of the model since\n"
-	  "  --json     the record as JSON\n" },
-	{ "diff", cmd_diff, "diff MODEL A B",
-	  "usage: mrfs diff MODEL A B [--all] [--json] [--mount DIR]\n"
-	  "\n"
-	  "Compare two versions of MODEL (as 3, v3, an alias or latest): files\n"
-	  "added (+), removed (-) and changed (~, by digest, size or mode), how many\n"
-	  "are unchanged, and the user metadata that differs, flattened to dotted keys.\n"
-	  "\n"
-	  "  -a, --all  list unchanged files and metadata too (=)\n"
-	  "  --json     the same as a JSON object\n" },
-	{ "history", cmd_history, "history [MODEL] [--alias NAME] [--since TIME] [--json]",
-	  "usage: mrfs history [MODEL] [--alias NAME] [--since TIME] [-e EVENT] [-n N]\n"
-	  "                    [--json] [--mount DIR]\n"
-	  "\n"
-	  "The registry's events (or MODEL's) as a table: sequence number, time,\n"
-	  "event, model, what changed, who, with which program.\n"
-	  "\n"
-	  "  --alias NAME    only events of alias NAME\n"
-	  "  --since TIME    only events at or after TIME (RFC 3339)\n"
-	  "  -e, --event EV  only events EV (alias.move), or of a kind (alias)\n"
-	  "  -n, --last N    only the last N events that pass\n"
-	  "  --json          the events' JSON lines, as the history files hold them\n" },
-	{ "init", cmd_init, "init [--store DIR]",
-	  "usage: mrfs init [--store DIR]\n"
-	  "\n"
-	  "Create a store (mount creates one too).\n" },
-	{ "stats", cmd_stats, "stats [--store DIR] [--json]",
-	  "usage: mrfs stats [--store DIR] [--json]\n"
-	  "\n"
-	  "The store's logical bytes (what the versions hold), stored bytes (the\n"
-	  "distinct chunks), their ratio, chunks and pack files.\n" },
-	{ "verify", cmd_verify, "verify [--store DIR] [--json]",
-	  "usage: mrfs verify [--store DIR] [--json]\n"
-	  "\n"
-	  "Check every chunk's bytes against its hash, every file against the index\n"
-	  "and every reference count; name the models, versions and files that\n"
-	  "damaged data belongs to. Exit status 1 when anything is wrong.\n" },
-	{ "gc", cmd_gc, "gc [--store DIR] [--json]",
-	  "usage: mrfs gc [--store DIR] [--json]\n"
-	  "\n"
-	  "Reclaim the space of chunks nothing uses any more (after delete):\n"
-	  "drop them from the index, rewrite packs that are mostly garbage and\n"
-	  "remove empty ones. Safe while the store is mounted.\n" },
-	{ "delete", cmd_delete, "delete MODEL VERSION [--store DIR]",
-	  "usage: mrfs delete MODEL VERSION [--store DIR]\n"
-	  "\n"
-	  "Delete version VERSION (3 or v3) of MODEL, sealed or not, and log a\n"
-	  "version.delete event. Refused while an alias points at it. The space\n"
-	  "comes back with mrfs gc.\n" },
-	{ "mount", NULL, "mount [-f] [-d] [-o OPTS] [--admin-group GROUP] [--store DIR] MOUNTPOINT",
-	  "usage: mrfs mount [-f] [-d] [-o OPTS] [--admin-group GROUP] [--store DIR]\n"
-	  "                  MOUNTPOINT\n"
-	  "\n"
-	  "Mount the registry at MOUNTPOINT, creating the store on first use.\n"
-	  "\n"
-	  "  -f                   stay in the foreground\n"
-	  "  -d                   debug output (implies -f)\n"
-	  "  -o OPTS              mount options (allow_other, ...)\n"
-	  "  --admin-group GROUP  members of GROUP (a name or a gid) may move\n"
-	  "                       protected aliases and change policies, as the\n"
-	  "                       model's owner and root may (-o admin_group=GROUP)\n"
-	  "  --store DIR          the store (else $MRFS_STORE, else /var/lib/mrfs\n"
-	  "                       for root and ~/.local/share/mrfs for others)\n"
-	  "\n"
-	  "For /etc/fstab:\n"
-	  "  /var/lib/mrfs /mnt/registry fuse.mrfs allow_other,admin_group=mlops 0 0\n" },
-	{ "umount", NULL, "umount MOUNTPOINT",
-	  "usage: mrfs umount MOUNTPOINT\n"
-	  "\n"
-	  "Unmount the registry (as fusermount3 -u).\n" },
+    {"log", cmd_log, "log MODEL DIR|FILE... [-m KEY=VALUE]... [--alias NAME]",
+     "usage: mrfs log MODEL DIR|FILE... [-m KEY=VALUE]... [--meta FILE] [--git DIR]\n"
+     "                [--alias NAME] [--no-seal] [--mount DIR]\n"
+     "\n"
+     "Log a new version of MODEL through the mount: register MODEL if it is new,\n"
+     "make the next version N (the model record's next_version), copy into it\n"
+     "the contents of each DIR and each FILE by name, keeping modes and times\n"
+     "(cp -a), write the metadata into versions/N.json, seal it (chmod a-w)\n"
+     "and print MODEL:vN. If anything fails, the draft is removed.\n"
+     "\n"
+     "  -m, --metadata KEY=VALUE  set a user member; KEY may be dotted\n"
+     "                            (metrics.acc=0.93); VALUE is JSON when it parses\n"
+     "                            (numbers, true, [1,2], {...}), else a string\n"
+     "  --meta FILE               merge the top-level members of a JSON object\n"
+     "                            (members mrfs manages are left out)\n"
+     "  --git DIR                 record lineage.code: {repo, commit, branch,\n"
+     "                            dirty, patch} of the git work tree at DIR;\n"
+     "                            patch is `git diff HEAD` when it is dirty\n"
+     "  --alias NAME              then point alias NAME at the version (ln -sfn)\n"
+     "  --no-seal                 leave the version a draft (--alias seals anyway)\n"
+     "  --mount DIR               the mount to use (else $MRFS_MOUNT, else the\n"
+     "                            first fuse.mrfs mount of /proc/mounts)\n"},
+    {"promote", cmd_promote, "promote MODEL VERSION [ALIAS]",
+     "usage: mrfs promote MODEL VERSION [ALIAS] [--mount DIR]\n"
+     "\n"
+     "Point ALIAS (default: production) of MODEL at VERSION (3 or v3),\n"
+     "atomically as `ln -sfn versions/3 ALIAS` does: a reader never finds the\n"
+     "alias missing. A draft is sealed first. The model's policy applies:\n"
+     "a protected alias only moves for its owner, root or the admin group.\n"},
+    {"ls", cmd_ls, "ls [MODEL] [--where EXPR] [--json]",
+     "usage: mrfs ls [MODEL] [--where EXPR] [--json] [--mount DIR]\n"
+     "\n"
+     "Without MODEL, list the models: versions, latest, aliases, owner.\n"
+     "With MODEL, list its versions: state, size, files, creation, aliases and\n"
+     "a metric.\n"
+     "\n"
+     "  -w, --where EXPR  only versions whose record passes PATH OP VALUE, with\n"
+     "                    OP one of > >= < <= == != (numbers compare as numbers,\n"
+     "                    anything else by equality): 'metrics.acc>0.9',\n"
+     "                    'lineage.code.dirty==false'; without MODEL, across\n"
+     "                    every model\n"
+     "  --json            the records, as one JSON array\n"},
+    {"show", cmd_show, "show MODEL[:vN|:ALIAS|:latest] [--at TIME]",
+     "usage: mrfs show MODEL[:vN|:ALIAS|:latest] [--at TIME] [--json] [--mount DIR]\n"
+     "\n"
+     "Show a version's record: state, aliases, who made and sealed it, its\n"
+     "files and its metadata. MODEL alone is MODEL:latest.\n"
+     "\n"
+     "  --at TIME  where MODEL:ALIAS (or latest) pointed at TIME (RFC 3339,\n"
+     "             2026-11-27T05:30:00Z), replayed from the history; follows\n"
+     "             renames of the model since\n"
+     "  --json     the record as JSON\n"},
+    {"diff", cmd_diff, "diff MODEL A B",
+     "usage: mrfs diff MODEL A B [--all] [--json] [--mount DIR]\n"
+     "\n"
+     "Compare two versions of MODEL (as 3, v3, an alias or latest): files\n"
+     "added (+), removed (-) and changed (~, by digest, size or mode), how many\n"
+     "are unchanged, and the user metadata that differs, flattened to dotted keys.\n"
+     "\n"
+     "  -a, --all  list unchanged files and metadata too (=)\n"
+     "  --json     the same as a JSON object\n"},
+    {"history", cmd_history, "history [MODEL] [--alias NAME] [--since TIME] [--json]",
+     "usage: mrfs history [MODEL] [--alias NAME] [--since TIME] [-e EVENT] [-n N]\n"
+     "                    [--json] [--mount DIR]\n"
+     "\n"
+     "The registry's events (or MODEL's) as a table: sequence number, time,\n"
+     "event, model, what changed, who, with which program.\n"
+     "\n"
+     "  --alias NAME    only events of alias NAME\n"
+     "  --since TIME    only events at or after TIME (RFC 3339)\n"
+     "  -e, --event EV  only events EV (alias.move), or of a kind (alias)\n"
+     "  -n, --last N    only the last N events that pass\n"
+     "  --json          the events' JSON lines, as the history files hold them\n"},
+    {"init", cmd_init, "init [--store DIR]",
+     "usage: mrfs init [--store DIR]\n"
+     "\n"
+     "Create a store (mount creates one too).\n"},
+    {"stats", cmd_stats, "stats [--store DIR] [--json]",
+     "usage: mrfs stats [--store DIR] [--json]\n"
+     "\n"
+     "The store's logical bytes (what the versions hold), stored bytes (the\n"
+     "distinct chunks), their ratio, chunks and pack files.\n"},
+    {"verify", cmd_verify, "verify [--store DIR] [--json]",
+     "usage: mrfs verify [--store DIR] [--json]\n"
+     "\n"
+     "Check every chunk's bytes against its hash, every file against the index\n"
+     "and every reference count; name the models, versions and files that\n"
+     "damaged data belongs to. Exit status 1 when anything is wrong.\n"},
+    {"gc", cmd_gc, "gc [--store DIR] [--json]",
+     "usage: mrfs gc [--store DIR] [--json]\n"
+     "\n"
+     "Reclaim the space of chunks nothing uses any more (after delete):\n"
+     "drop them from the index, rewrite packs that are mostly garbage and\n"
+     "remove empty ones. Safe while the store is mounted.\n"},
+    {"delete", cmd_delete, "delete MODEL VERSION [--store DIR]",
+     "usage: mrfs delete MODEL VERSION [--store DIR]\n"
+     "\n"
+     "Delete version VERSION (3 or v3) of MODEL, sealed or not, and log a\n"
+     "version.delete event. Refused while an alias points at it. The space\n"
+     "comes back with mrfs gc.\n"},
+    {"mount", NULL, "mount [-f] [-d] [-o OPTS] [--admin-group GROUP] [--store DIR] MOUNTPOINT",
+     "usage: mrfs mount [-f] [-d] [-o OPTS] [--admin-group GROUP] [--store DIR]\n"
+     "                  MOUNTPOINT\n"
+     "\n"
+     "Mount the registry at MOUNTPOINT, creating the store on first use.\n"
+     "\n"
+     "  -f                   stay in the foreground\n"
+     "  -d                   debug output (implies -f)\n"
+     "  -o OPTS              mount options (allow_other, ...)\n"
+     "  --admin-group GROUP  members of GROUP (a name or a gid) may move\n"
+     "                       protected aliases and change policies, as the\n"
+     "                       model's owner and root may (-o admin_group=GROUP)\n"
+     "  --store DIR          the store (else $MRFS_STORE, else /var/lib/mrfs\n"
+     "                       for root and ~/.local/share/mrfs for others)\n"
+     "\n"
+     "For /etc/fstab:\n"
+     "  /var/lib/mrfs /mnt/registry fuse.mrfs allow_other,admin_group=mlops 0 0\n"},
+    {"umount", NULL, "umount MOUNTPOINT",
+     "usage: mrfs umount MOUNTPOINT\n"
+     "\n"
+     "Unmount the registry (as fusermount3 -u).\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -3949,8 +3963,7 @@ int mrfs_cli_main(int argc, char **argv)
 		fputs("usage: mrfs <command> [options] (see mrfs --help)\n", stderr);
 		return 2;
 	}
-	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") ||
-	    (!strcmp(cmd, "help") && argc == 1)) {
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || (!strcmp(cmd, "help") && argc == 1)) {
 		mrfs_cli_help(NULL, stdout);
 		return 0;
 	}

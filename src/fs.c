@@ -36,17 +36,17 @@
 #include "mrfs/record.h"
 #include "mrfs/registry.h"
 
-#define KIND_SHIFT 56
-#define ID_MASK ((1ull << KIND_SHIFT) - 1)
-#define INO(kind, id) (((uint64_t)(kind) << KIND_SHIFT) | (id))
+#define KIND_SHIFT     56
+#define ID_MASK	       ((1ull << KIND_SHIFT) - 1)
+#define INO(kind, id)  (((uint64_t)(kind) << KIND_SHIFT) | (id))
 #define SEALED_TIMEOUT 86400.0
 /* Entries that change only with a history event (a sealed version's
  * directory and record, the versions directory): the watcher invalidates
  * them; the timeout bounds what a change without an event (a chmod of the
  * model through another mount) leaves stale. */
 #define WATCHED_TIMEOUT 600.0
-#define WATCH_POLL_MS 50
-#define IO_BLOCK (1u << 20)
+#define WATCH_POLL_MS	50
+#define IO_BLOCK	(1u << 20)
 /* Reads of up to 512 KiB: a reply then fits the 1 MiB pipe libfuse may
  * grow to (fs.pipe-max-size), so it is spliced from the pack files; a
  * larger one is copied twice through a fresh buffer. */
@@ -82,16 +82,16 @@ enum wstate { W_CLEAN, W_STREAM, W_TMP };
 
 struct wnode {
 	uint64_t id, vid;
-	int refs;    /* handles using it (under fs->wlock) */
-	int writers; /* of those, open for writing */
-	int active;  /* writers not flushed since they last wrote */
+	int refs;	      /* handles using it (under fs->wlock) */
+	int writers;	      /* of those, open for writing */
+	int active;	      /* writers not flushed since they last wrote */
 	pthread_mutex_t lock; /* guards the rest */
 	enum wstate state;
-	struct mrfs_writer *w;	/* W_STREAM */
-	int fd;			/* W_TMP */
+	struct mrfs_writer *w; /* W_STREAM */
+	int fd;		       /* W_TMP */
 	uint64_t size;
-	uint64_t base;		/* W_CLEAN: the committed store file */
-	struct mrfs_file *cur;	/* W_CLEAN: its loaded content, or NULL */
+	uint64_t base;	       /* W_CLEAN: the committed store file */
+	struct mrfs_file *cur; /* W_CLEAN: its loaded content, or NULL */
 	bool dirty;
 	int64_t mtime_ns;
 	struct wnode *next;
@@ -113,23 +113,23 @@ struct dent {
  */
 struct handle {
 	uint64_t id;
-	int refs;		/* under fs->hlock */
-	struct handle *next;	/* in its bucket */
+	int refs;	     /* under fs->hlock */
+	struct handle *next; /* in its bucket */
 	enum htype type;
 	struct mrfs_file *file; /* H_CONTENT: NULL for an empty file */
 	char *buf;		/* H_BUF */
 	size_t len, cap;
-	fuse_ino_t ino;		/* H_BUF: the record it renders */
-	bool dirty;		/* H_BUF: changed, not yet applied */
-	bool written;		/* H_BUF: written to since it was opened */
-	struct dent *dents;	/* H_DIR */
+	fuse_ino_t ino;	    /* H_BUF: the record it renders */
+	bool dirty;	    /* H_BUF: changed, not yet applied */
+	bool written;	    /* H_BUF: written to since it was opened */
+	struct dent *dents; /* H_DIR */
 	size_t ndents;
-	char *names;		/* H_DIR: the entries' names, each NUL-ended */
+	char *names; /* H_DIR: the entries' names, each NUL-ended */
 	size_t names_len;
-	uint64_t gen;		/* H_DIR: fs->gen when listed */
-	struct wnode *wn;	/* H_NODE */
+	uint64_t gen;	  /* H_DIR: fs->gen when listed */
+	struct wnode *wn; /* H_NODE */
 	bool writer, active;
-	struct mrfs_node nd;	/* H_CONTENT, H_NODE: the node as opened */
+	struct mrfs_node nd; /* H_CONTENT, H_NODE: the node as opened */
 };
 
 struct mrfs_fs {
@@ -158,8 +158,8 @@ struct mrfs_fs {
 	bool watch_stop, watch_kicked;
 	uint64_t seen_txnid, next_seq;
 	uint64_t commits, seen_commits; /* of this process (atomic) */
-	uint64_t *known; /* bitmap: model ids given to the kernel */
-	size_t nknown;	 /* words of it */
+	uint64_t *known;		/* bitmap: model ids given to the kernel */
+	size_t nknown;			/* words of it */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -186,7 +186,7 @@ static struct mrfs_fs *fs_of(fuse_req_t req)
 
 static struct timespec ts_of(int64_t ns)
 {
-	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+	struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
 	return ts;
 }
 
@@ -292,9 +292,11 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 	}
 	switch (kind_of(ino)) {
 	case K_FIXED:
-		prepend(buf, &pos, ino == INO_MODELS    ? "models" :
-				   ino == INO_HISTORY   ? "history" :
-				   ino == INO_SERVING   ? "serving" : "");
+		prepend(buf, &pos,
+			ino == INO_MODELS    ? "models"
+			: ino == INO_HISTORY ? "history"
+			: ino == INO_SERVING ? "serving"
+					     : "");
 		break;
 	case K_SALIAS:
 		if (!mrfs_alias_name_by_id(txn, id, part))
@@ -325,7 +327,7 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 	case K_SNODE: /* named as the version's directory it shows */
 	case K_NODE:
 		while (!mrfs_node_get(txn, id, &nd) && nd.parent) {
-			struct find_name f = { id, part, sizeof(part) };
+			struct find_name f = {id, part, sizeof(part)};
 			part[0] = '\0';
 			mrfs_dir_walk(txn, nd.parent, NULL, find_name_cb, &f);
 			prepend(buf, &pos, part);
@@ -335,7 +337,8 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 		__attribute__((fallthrough));
 	case K_VJSON:
 		if (!mrfs_version_get(txn, id, &v)) {
-			snprintf(part, sizeof(part), "%u%s", v.n, kind_of(ino) == K_VJSON ? ".json" : "");
+			snprintf(part, sizeof(part), "%u%s", v.n,
+				 kind_of(ino) == K_VJSON ? ".json" : "");
 			prepend(buf, &pos, part);
 			model = v.model;
 		}
@@ -348,8 +351,10 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
 	case K_VERSIONS:
 	case K_MHIST:
 	case K_LATEST:
-		prepend(buf, &pos, kind_of(ino) == K_VERSIONS ? "versions" :
-				   kind_of(ino) == K_MHIST    ? "history" : "latest");
+		prepend(buf, &pos,
+			kind_of(ino) == K_VERSIONS ? "versions"
+			: kind_of(ino) == K_MHIST  ? "history"
+						   : "latest");
 		__attribute__((fallthrough));
 	case K_MODEL:
 	case K_MODEL_JSON:
@@ -370,8 +375,8 @@ static void path_of(struct mrfs_fs *fs, fuse_ino_t ino, char *out, size_t size)
  * Reply @rc (negative errno) to @req and, for refusals, log one line:
  * "mrfs: OP PATH: WHY (ENAME)". @name is the entry under @ino, or NULL.
  */
-static void fail(fuse_req_t req, int rc, const char *op, fuse_ino_t ino,
-		 const char *name, const char *why)
+static void fail(fuse_req_t req, int rc, const char *op, fuse_ino_t ino, const char *name,
+		 const char *why)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	char path[4096];
@@ -617,8 +622,8 @@ static int wnode_truncate(struct mrfs_fs *fs, struct wnode *w, uint64_t size)
 	return 0;
 }
 
-static int wnode_write(struct mrfs_fs *fs, struct wnode *w, const void *buf,
-		       size_t len, uint64_t off)
+static int wnode_write(struct mrfs_fs *fs, struct wnode *w, const void *buf, size_t len,
+		       uint64_t off)
 {
 	int rc;
 
@@ -650,8 +655,7 @@ static int wnode_write(struct mrfs_fs *fs, struct wnode *w, const void *buf,
 	return (int)len;
 }
 
-static ssize_t wnode_read(struct mrfs_fs *fs, struct wnode *w, void *buf,
-			  size_t len, uint64_t off)
+static ssize_t wnode_read(struct mrfs_fs *fs, struct wnode *w, void *buf, size_t len, uint64_t off)
 {
 	int rc;
 
@@ -797,8 +801,6 @@ static void handle_put(struct mrfs_fs *fs, struct handle *h)
 
 /* ---- the serving view and time travel ------------------------------------------ */
 
-
-
 /* The time-travel entry for (@model, @time_ns, @name): its inode number.
  * Entries are few (one per name looked up) and kept for the mount's life. */
 static int at_ino(struct mrfs_fs *fs, uint64_t model, int64_t time_ns, const char *name,
@@ -861,8 +863,7 @@ static int smodel_ino(uint64_t name_id, uint64_t model, fuse_ino_t *ino)
 	return 0;
 }
 
-static int smodel_alias(struct mrfs_txn *txn, fuse_ino_t ino, uint64_t *model,
-			struct mrfs_alias *a)
+static int smodel_alias(struct mrfs_txn *txn, fuse_ino_t ino, uint64_t *model, struct mrfs_alias *a)
 {
 	char name[MRFS_NAME_MAX + 1];
 	int rc = mrfs_alias_name_by_id(txn, id_of(ino) >> 32, name);
@@ -892,7 +893,7 @@ static int find_alias_cb(void *ctx, const struct mrfs_alias *a)
 static int alias_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns, const char *name,
 		    uint32_t *n)
 {
-	struct find_alias f = { .name = name };
+	struct find_alias f = {.name = name};
 	int rc = mrfs_aliases_at(txn, model, time_ns, find_alias_cb, &f);
 
 	if (rc)
@@ -949,8 +950,8 @@ static void fixed_dir(struct stat *st, fuse_ino_t ino, mode_t mode)
 	st->st_gid = getgid();
 }
 
-static void symlink_attr(struct stat *st, fuse_ino_t ino, const struct mrfs_model *m,
-			 uint32_t n, int64_t time_ns)
+static void symlink_attr(struct stat *st, fuse_ino_t ino, const struct mrfs_model *m, uint32_t n,
+			 int64_t time_ns)
 {
 	char target[32];
 
@@ -980,8 +981,8 @@ static int record_size(struct mrfs_txn *txn, fuse_ino_t ino, off_t *size)
  * Attributes of @ino into @st, and how long the kernel may keep them
  * (*@timeout). Returns 0, -ENOENT, -EIO.
  */
-static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
-		   struct stat *st, double *timeout)
+static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino, struct stat *st,
+		   double *timeout)
 {
 	struct mrfs_model m;
 	struct mrfs_version v;
@@ -1095,14 +1096,15 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 		st->st_uid = m.uid;
 		st->st_gid = m.gid;
 		st->st_mtim = st->st_ctim = st->st_atim =
-			ts_of(v.sealed.time_ns ? v.sealed.time_ns : v.created.time_ns);
+		    ts_of(v.sealed.time_ns ? v.sealed.time_ns : v.created.time_ns);
 		/* a draft's record changes with every file written */
 		if (v.state == MRFS_SEALED)
 			*timeout = WATCHED_TIMEOUT;
 		return record_size(txn, ino, &st->st_size);
 	case K_SNODE:
 	case K_NODE:
-		if ((rc = mrfs_node_get(txn, id, &nd)) || (rc = mrfs_version_get(txn, nd.version, &v)))
+		if ((rc = mrfs_node_get(txn, id, &nd)) ||
+		    (rc = mrfs_version_get(txn, nd.version, &v)))
 			return rc;
 		if (kind_of(ino) == K_SNODE && (!S_ISDIR(nd.mode) || v.state != MRFS_SEALED))
 			return -ENOENT;
@@ -1119,7 +1121,7 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 			st->st_mode &= ~(mode_t)0222;
 			if (id == v.id) {
 				/* a version appears in /serving when an alias moves to it */
-				struct newest_move mv = { v.n, 0 };
+				struct newest_move mv = {v.n, 0};
 				mrfs_aliases_walk(txn, v.model, NULL, newest_move_cb, &mv);
 				if (mv.time_ns > nd.mtime_ns)
 					st->st_mtim = st->st_ctim = ts_of(mv.time_ns);
@@ -1147,8 +1149,8 @@ static int attr_of(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 }
 
 /* Reply with the entry @ino under @parent (0: a new entry, just made). */
-static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn,
-			fuse_ino_t parent, fuse_ino_t ino)
+static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t parent,
+			fuse_ino_t ino)
 {
 	struct fuse_entry_param e;
 	double timeout;
@@ -1183,8 +1185,8 @@ static void reply_entry(fuse_req_t req, struct mrfs_fs *fs, struct mrfs_txn *txn
 }
 
 /* Look up @name in @parent: its inode number. */
-static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t parent,
-		      const char *name, fuse_ino_t *ino)
+static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t parent, const char *name,
+		      fuse_ino_t *ino)
 {
 	struct mrfs_model m;
 	struct mrfs_version v;
@@ -1204,7 +1206,7 @@ static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t paren
 		else if (parent == INO_ROOT && !strcmp(name, "serving"))
 			*ino = INO_SERVING;
 		else if (parent == INO_SERVING) {
-			struct has_alias h = { name, false };
+			struct has_alias h = {name, false};
 			uint64_t nid;
 			if ((rc = mrfs_alias_name_id(txn, name, &nid)) ||
 			    (rc = mrfs_aliases_all(txn, has_alias_cb, &h)))
@@ -1266,7 +1268,8 @@ static int lookup_ino(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t paren
 	case K_SNODE:
 		if ((rc = mrfs_node_lookup(txn, id_of(parent), name, &nd)))
 			return rc;
-		*ino = INO(kind_of(parent) == K_SNODE && S_ISDIR(nd.mode) ? K_SNODE : K_NODE, nd.id);
+		*ino =
+		    INO(kind_of(parent) == K_SNODE && S_ISDIR(nd.mode) ? K_SNODE : K_NODE, nd.id);
 		return 0;
 	case K_SALIAS: {
 		char alias[MRFS_NAME_MAX + 1];
@@ -1339,8 +1342,7 @@ struct inval_list {
 	int rc;
 };
 
-static void inval_add(struct inval_list *l, enum inval_type type, fuse_ino_t ino,
-		      const char *name)
+static void inval_add(struct inval_list *l, enum inval_type type, fuse_ino_t ino, const char *name)
 {
 	if (l->n == l->cap) {
 		size_t ncap = l->cap ? 2 * l->cap : 16;
@@ -1486,7 +1488,7 @@ static void inval_known(struct mrfs_fs *fs, struct inval_list *l)
 /* The invalidations for what changed since the watcher last looked. */
 static int watch_scan(struct mrfs_fs *fs, struct inval_list *l)
 {
-	struct event_scan es = { NULL, l, 0 };
+	struct event_scan es = {NULL, l, 0};
 	/* commits of ours counted here are in txnid; some in txnid may not be
 	 * counted yet, which only makes a change look external */
 	uint64_t commits = __atomic_load_n(&fs->commits, __ATOMIC_SEQ_CST);
@@ -1532,7 +1534,7 @@ static void watch_send(struct mrfs_fs *fs, const struct inval_list *l)
 static void *watch_main(void *arg)
 {
 	struct mrfs_fs *fs = arg;
-	struct inval_list l = { 0 };
+	struct inval_list l = {0};
 
 	pthread_mutex_lock(&fs->watch_lock);
 	while (!fs->watch_stop) {
@@ -1551,8 +1553,9 @@ static void *watch_main(void *arg)
 		l.n = 0;
 		l.rc = 0;
 		if (watch_scan(fs, &l) || l.rc)
-			fprintf(stderr, "mrfs: watcher: cannot read the history; "
-					"cached entries may stay stale for up to %.0f s\n",
+			fprintf(stderr,
+				"mrfs: watcher: cannot read the history; "
+				"cached entries may stay stale for up to %.0f s\n",
 				WATCHED_TIMEOUT);
 		watch_send(fs, &l);
 		pthread_mutex_lock(&fs->watch_lock);
@@ -1814,7 +1817,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	struct mrfs_model m;
 	struct mrfs_version v;
 	struct mrfs_node nd;
@@ -1863,7 +1866,7 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	struct mrfs_alias a;
 	struct mrfs_node nd;
 	int rc;
@@ -1889,18 +1892,18 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 		return;
 	default:
 		rc = -EPERM;
-		snprintf(err.msg, sizeof(err.msg), "symlinks here are not aliases: "
+		snprintf(err.msg, sizeof(err.msg),
+			 "symlinks here are not aliases: "
 			 "aliases live in a model directory");
 	}
 	fail(req, rc, "symlink", parent, name, err.msg);
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	struct mrfs_version v;
 	struct mrfs_node nd;
 	int rc;
@@ -1919,7 +1922,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		snprintf(err.msg, sizeof(err.msg), "version %u is sealed: it cannot change", v.n);
 	} else if (!rc && !S_ISREG(mode)) {
 		rc = -EPERM;
-		snprintf(err.msg, sizeof(err.msg), "a version holds files, directories and symlinks only");
+		snprintf(err.msg, sizeof(err.msg),
+			 "a version holds files, directories and symlinks only");
 	} else if (!rc) {
 		rc = mrfs_node_create(fs->reg, &who, id_of(parent), name, S_IFREG | (mode & 07777),
 				      NULL, &nd, &err);
@@ -1940,7 +1944,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	int rc;
 
 	if (refuse_view(req, "unlink", parent, name))
@@ -1973,7 +1977,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	struct mrfs_txn *txn;
 	struct mrfs_version v;
 	uint32_t n;
@@ -2019,16 +2023,17 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, 0);
 }
 
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	unsigned k = kind_of(parent);
 	int rc;
 
-	if (refuse_view(req, "rename", parent, name) || refuse_view(req, "rename", newparent, newname))
+	if (refuse_view(req, "rename", parent, name) ||
+	    refuse_view(req, "rename", newparent, newname))
 		return;
 
 	who_of(req, &who);
@@ -2040,15 +2045,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = k == K_FIXED || k == K_VERSIONS ? -EPERM : -EXDEV;
 		snprintf(err.msg, sizeof(err.msg), "cannot move it out of its kind of directory");
 	} else if (k == K_FIXED && parent == INO_MODELS && newparent == INO_MODELS) {
-		rc = mrfs_model_rename(fs->reg, &who, name, newname, flags & RENAME_NOREPLACE,
-				       &err);
+		rc =
+		    mrfs_model_rename(fs->reg, &who, name, newname, flags & RENAME_NOREPLACE, &err);
 	} else if (k == K_MODEL) {
 		if (id_of(parent) != id_of(newparent)) {
 			rc = -EXDEV;
 			snprintf(err.msg, sizeof(err.msg), "aliases cannot move between models");
 		} else if (mrfs_name_reserved(name) || mrfs_name_reserved(newname)) {
 			rc = -EPERM;
-			snprintf(err.msg, sizeof(err.msg), "versions, latest and history are managed by mrfs");
+			snprintf(err.msg, sizeof(err.msg),
+				 "versions, latest and history are managed by mrfs");
 		} else {
 			rc = mrfs_alias_rename(fs->reg, &who, id_of(parent), name, newname,
 					       flags & RENAME_NOREPLACE, &err);
@@ -2058,8 +2064,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 				      flags & RENAME_NOREPLACE ? 1u : 0u, &err);
 	} else {
 		rc = -EPERM;
-		snprintf(err.msg, sizeof(err.msg), k == K_VERSIONS ?
-			 "a version keeps its number" : "managed by mrfs");
+		snprintf(err.msg, sizeof(err.msg),
+			 k == K_VERSIONS ? "a version keeps its number" : "managed by mrfs");
 	}
 	if (rc)
 		fail(req, rc, "rename", parent, name, err.msg);
@@ -2072,9 +2078,9 @@ static void setattr_node(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	struct mrfs_version v;
-	struct mrfs_node nd = { 0 };
+	struct mrfs_node nd = {0};
 	unsigned set = 0;
 	uint64_t id = id_of(ino);
 	int rc = node_version(fs, id, &v);
@@ -2146,12 +2152,14 @@ static void setattr_node(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
 		set |= MRFS_SET_ATIME;
-		nd.atime_ns = to_set & FUSE_SET_ATTR_ATIME_NOW ? mrfs_now_ns() : ns_of(&attr->st_atim);
+		nd.atime_ns =
+		    to_set & FUSE_SET_ATTR_ATIME_NOW ? mrfs_now_ns() : ns_of(&attr->st_atim);
 	}
 	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
 		struct wnode *w;
 		set |= MRFS_SET_MTIME;
-		nd.mtime_ns = to_set & FUSE_SET_ATTR_MTIME_NOW ? mrfs_now_ns() : ns_of(&attr->st_mtim);
+		nd.mtime_ns =
+		    to_set & FUSE_SET_ATTR_MTIME_NOW ? mrfs_now_ns() : ns_of(&attr->st_mtim);
 		/* an open file commits with the time it was given */
 		pthread_mutex_lock(&fs->wlock);
 		w = wnode_find(fs, id);
@@ -2184,13 +2192,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	case K_MODEL:
 		if (to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
-			       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-			       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
+			       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))
 			break;
-		rc = mrfs_model_setattr(fs->reg, id_of(ino),
-					to_set & FUSE_SET_ATTR_MODE ? (int64_t)(attr->st_mode & 07777) : -1,
-					to_set & FUSE_SET_ATTR_UID ? (int64_t)attr->st_uid : -1,
-					to_set & FUSE_SET_ATTR_GID ? (int64_t)attr->st_gid : -1, NULL);
+		rc = mrfs_model_setattr(
+		    fs->reg, id_of(ino),
+		    to_set & FUSE_SET_ATTR_MODE ? (int64_t)(attr->st_mode & 07777) : -1,
+		    to_set & FUSE_SET_ATTR_UID ? (int64_t)attr->st_uid : -1,
+		    to_set & FUSE_SET_ATTR_GID ? (int64_t)attr->st_gid : -1, NULL);
 		if (rc) {
 			fail(req, rc, "setattr", ino, NULL, NULL);
 			return;
@@ -2220,9 +2229,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		     "a record is replaced by writing a JSON object to it");
 		return;
 	}
-	if (is_record(ino) && !(to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-					   FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
-					   FUSE_SET_ATTR_CTIME))) {
+	if (is_record(ino) &&
+	    !(to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			 FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))) {
 		op_getattr(req, ino, NULL); /* touch: nothing to keep */
 		return;
 	}
@@ -2259,7 +2268,7 @@ static int apply_record(fuse_req_t req, struct handle *h)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	int rc;
 
 	if (!h->dirty)
@@ -2302,7 +2311,7 @@ static int buf_reserve(struct handle *h, size_t size)
 static int render(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 {
 	struct mrfs_txn *txn;
-	struct history_buf b = { 0 };
+	struct history_buf b = {0};
 	int rc = mrfs_txn_begin(fs->store, false, &txn);
 
 	if (rc)
@@ -2317,8 +2326,8 @@ static int render(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 		h->cap = h->len;
 		break;
 	default:
-		rc = mrfs_events_walk(txn, kind_of(ino) == K_MHIST ? id_of(ino) : 0, 0,
-				      history_cb, &b);
+		rc = mrfs_events_walk(txn, kind_of(ino) == K_MHIST ? id_of(ino) : 0, 0, history_cb,
+				      &b);
 		h->buf = b.buf;
 		h->len = b.len;
 		h->cap = b.cap;
@@ -2446,7 +2455,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_caller who;
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	struct mrfs_node nd;
 	struct fuse_entry_param e;
 	struct mrfs_txn *txn;
@@ -2496,8 +2505,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fuse_reply_create(req, &e, fi);
 }
 
-static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
-			off_t off);
+static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size, off_t off);
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
@@ -2519,8 +2527,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * should not happen with max_read <= 1 MiB and 256 KiB chunks) is read into
  * memory instead: a short reply would read as the end of the file.
  */
-static void read_content(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
-			 off_t off)
+static void read_content(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size, off_t off)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct mrfs_segment segs[MAX_SEGS];
@@ -2544,8 +2551,8 @@ static void read_content(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_
 	bv = got == want ? calloc(1, sizeof(*bv) + (size_t)n * sizeof(struct fuse_buf)) : NULL;
 	if (!bv) {
 		char *buf = malloc(want);
-		ssize_t r = buf ? mrfs_store_read(fs->store, h->file, (uint64_t)off, want, buf)
-				: -ENOMEM;
+		ssize_t r =
+		    buf ? mrfs_store_read(fs->store, h->file, (uint64_t)off, want, buf) : -ENOMEM;
 		if (r < 0)
 			fail(req, (int)r, "read", ino, NULL, NULL);
 		else
@@ -2565,8 +2572,7 @@ static void read_content(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_
 	free(bv);
 }
 
-static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size,
-			off_t off)
+static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t size, off_t off)
 {
 	struct mrfs_fs *fs = fs_of(req);
 
@@ -2602,8 +2608,8 @@ static void read_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, size_t
 static void write_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, const char *buf,
 			 size_t size, off_t off);
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-		     off_t off, struct fuse_file_info *fi)
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
 {
 	struct mrfs_fs *fs = fs_of(req);
 	struct handle *h = handle_get(fs, fi, false);
@@ -2668,7 +2674,7 @@ static void write_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h, const
 static int commit_handle(fuse_req_t req, fuse_ino_t ino, struct handle *h)
 {
 	struct mrfs_fs *fs = fs_of(req);
-	struct mrfs_err err = { "" };
+	struct mrfs_err err = {""};
 	int rc;
 
 	pthread_mutex_lock(&h->wn->lock);
@@ -2896,17 +2902,16 @@ static int list_at_cb(void *ctx, const struct mrfs_alias *a)
 	return rc ? rc : list_add(la->l, a->name, ino, S_IFLNK);
 }
 
-static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
-		    struct listing *l)
+static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino, struct listing *l)
 {
-	struct list_serving ls = { l, txn, NULL, 0, NULL, 0 };
+	struct list_serving ls = {l, txn, NULL, 0, NULL, 0};
 	struct mrfs_alias a;
 	struct mrfs_version v;
 	struct mrfs_node nd;
 	char name[MRFS_NAME_MAX + 1];
 	uint64_t model;
 	struct mrfs_model m;
-	struct list_nodes ln = { l, txn };
+	struct list_nodes ln = {l, txn};
 	int rc;
 
 	if ((rc = list_add(l, ".", ino, S_IFDIR)) || (rc = list_add(l, "..", INO_ROOT, S_IFDIR)))
@@ -2946,7 +2951,7 @@ static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 	case K_SNODE:
 		return mrfs_dir_walk(txn, id_of(ino), NULL, list_snode_cb, &ln);
 	case K_AT: {
-		struct list_at la = { fs, l, { 0 } };
+		struct list_at la = {fs, l, {0}};
 		if ((rc = at_get(fs, ino, &la.e)))
 			return rc;
 		if (*la.e.name)
@@ -2973,7 +2978,7 @@ static int list_dir(struct mrfs_fs *fs, struct mrfs_txn *txn, fuse_ino_t ino,
 /* List directory @ino into @h (emptied first), as of now. */
 static int list_handle(struct mrfs_fs *fs, fuse_ino_t ino, struct handle *h)
 {
-	struct listing l = { h, 0, 0 };
+	struct listing l = {h, 0, 0};
 	struct mrfs_txn *txn;
 	int rc;
 
@@ -3043,10 +3048,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	for (size_t i = (size_t)off; i < h->ndents; i++) {
-		struct stat st = { .st_ino = h->dents[i].ino, .st_mode = h->dents[i].type };
+		struct stat st = {.st_ino = h->dents[i].ino, .st_mode = h->dents[i].type};
 		size_t n = fuse_add_direntry(req, buf + used, size - used,
-					     h->names + h->dents[i].name, &st,
-					     (off_t)(i + 1));
+					     h->names + h->dents[i].name, &st, (off_t)(i + 1));
 		if (n > size - used)
 			break;
 		used += n;
@@ -3083,30 +3087,30 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 static const struct fuse_lowlevel_ops ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.release = op_release,
-	.fsync = op_fsync,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.releasedir = op_releasedir,
-	.statfs = op_statfs,
-	.create = op_create,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .create = op_create,
 };
 
 /* ---- running ------------------------------------------------------------------ */
@@ -3172,7 +3176,7 @@ static void fs_close(struct mrfs_fs *fs)
 
 int mrfs_fs_run(const struct mrfs_mount_opts *o)
 {
-	struct mrfs_fs fs = { .tmp_fd = -1, .admin_gid = (gid_t)-1 };
+	struct mrfs_fs fs = {.tmp_fd = -1, .admin_gid = (gid_t)-1};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se;
 	struct fuse_loop_config *cfg;

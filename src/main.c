@@ -64,7 +64,7 @@ static int add_opts(char **opts, const char *add, char **admin)
 
 static int cmd_mount(int argc, char **argv, bool helper)
 {
-	struct mrfs_mount_opts o = { 0 };
+	struct mrfs_mount_opts o = {0};
 	char buf[4096], *opts = NULL, *admin = NULL;
 	int rc = 0;
 

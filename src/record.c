@@ -267,7 +267,8 @@ int mrfs_doc_each(struct mrfs_doc *doc, mrfs_member_fn fn, void *ctx)
 	json_t *value;
 	int rc;
 
-	json_object_foreach (J(doc), key, value) {
+	json_object_foreach(J(doc), key, value)
+	{
 		if ((rc = fn(ctx, key, (struct mrfs_doc *)value)))
 			return rc;
 	}

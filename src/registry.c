@@ -32,7 +32,7 @@ int64_t mrfs_now_ns(void)
 }
 
 static void refuse(struct mrfs_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void refuse(struct mrfs_err *err, const char *fmt, ...)
 {
@@ -104,8 +104,8 @@ static struct key *k_str(struct key *k, const char *s)
 }
 
 /* Get a fixed-size struct record. */
-static int get_rec(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k,
-		   void *out, size_t size)
+static int get_rec(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k, void *out,
+		   size_t size)
 {
 	struct mrfs_val v;
 	int rc = mrfs_kv_get(txn, db, k->b, k->len, &v);
@@ -132,8 +132,8 @@ static int index_get(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k,
 	return 0;
 }
 
-static int put(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k,
-	       const void *val, size_t len)
+static int put(struct mrfs_txn *txn, enum mrfs_db db, const struct key *k, const void *val,
+	       size_t len)
 {
 	return mrfs_kv_put(txn, db, k->b, k->len, val, len);
 }
@@ -153,8 +153,8 @@ bool mrfs_name_valid(const char *name)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
 			return false;
 	}
 	return !(n >= 5 && !strcmp(name + n - 5, ".json"));
@@ -162,8 +162,7 @@ bool mrfs_name_valid(const char *name)
 
 bool mrfs_name_reserved(const char *name)
 {
-	return !strcmp(name, "versions") || !strcmp(name, "latest") ||
-	       !strcmp(name, "history");
+	return !strcmp(name, "versions") || !strcmp(name, "latest") || !strcmp(name, "history");
 }
 
 bool mrfs_version_parse(const char *s, uint32_t *n)
@@ -239,8 +238,7 @@ int mrfs_version_get(struct mrfs_txn *txn, uint64_t vid, struct mrfs_version *v)
 	return get_rec(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'v'), vid), v, sizeof(*v));
 }
 
-int mrfs_version_by_number(struct mrfs_txn *txn, uint64_t model, uint32_t n,
-			   struct mrfs_version *v)
+int mrfs_version_by_number(struct mrfs_txn *txn, uint64_t model, uint32_t n, struct mrfs_version *v)
 {
 	struct key k;
 	uint64_t id;
@@ -271,8 +269,7 @@ static int put_node(struct mrfs_txn *txn, const struct mrfs_node *nd)
 	return put(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'i'), nd->id), nd, sizeof(*nd));
 }
 
-static int dirent_get(struct mrfs_txn *txn, uint64_t parent, const char *name,
-		      uint64_t *id)
+static int dirent_get(struct mrfs_txn *txn, uint64_t parent, const char *name, uint64_t *id)
 {
 	struct key k;
 
@@ -282,8 +279,7 @@ static int dirent_get(struct mrfs_txn *txn, uint64_t parent, const char *name,
 	return index_get(txn, MRFS_DB_NODES, &k, id);
 }
 
-int mrfs_node_lookup(struct mrfs_txn *txn, uint64_t parent, const char *name,
-		     struct mrfs_node *nd)
+int mrfs_node_lookup(struct mrfs_txn *txn, uint64_t parent, const char *name, struct mrfs_node *nd)
 {
 	uint64_t id;
 	int rc = dirent_get(txn, parent, name, &id);
@@ -309,8 +305,7 @@ int mrfs_node_readlink(struct mrfs_txn *txn, uint64_t id, char *buf, size_t size
 	return 0;
 }
 
-int mrfs_alias_get(struct mrfs_txn *txn, uint64_t model, const char *name,
-		   struct mrfs_alias *a)
+int mrfs_alias_get(struct mrfs_txn *txn, uint64_t model, const char *name, struct mrfs_alias *a)
 {
 	struct key k;
 
@@ -320,8 +315,7 @@ int mrfs_alias_get(struct mrfs_txn *txn, uint64_t model, const char *name,
 	return get_rec(txn, MRFS_DB_ALIASES, &k, a, sizeof(*a));
 }
 
-int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model,
-		     struct mrfs_alias *a)
+int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model, struct mrfs_alias *a)
 {
 	struct key k;
 	struct mrfs_val v;
@@ -415,7 +409,7 @@ static int all_aliases_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 
 int mrfs_aliases_all(struct mrfs_txn *txn, mrfs_any_alias_fn fn, void *ctx)
 {
-	struct all_aliases w = { fn, ctx };
+	struct all_aliases w = {fn, ctx};
 
 	return mrfs_kv_scan(txn, MRFS_DB_ALIASES, "a", 1, NULL, 0, all_aliases_cb, &w);
 }
@@ -489,7 +483,7 @@ static int model_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 
 int mrfs_models_walk(struct mrfs_txn *txn, const char *after, mrfs_model_fn fn, void *ctx)
 {
-	struct walk w = { (void *)fn, ctx, txn, 1, after };
+	struct walk w = {(void *)fn, ctx, txn, 1, after};
 	struct key k, from;
 
 	k_tag(&k, 'n');
@@ -512,10 +506,10 @@ static int version_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 	return ((mrfs_version_fn)w->fn)(w->ctx, &v);
 }
 
-int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after,
-		       mrfs_version_fn fn, void *ctx)
+int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after, mrfs_version_fn fn,
+		       void *ctx)
 {
-	struct walk w = { (void *)fn, ctx, txn, 0, NULL };
+	struct walk w = {(void *)fn, ctx, txn, 0, NULL};
 	struct key k, from;
 
 	k_u64(k_tag(&k, 'm'), model);
@@ -523,8 +517,8 @@ int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after,
 	k_u32(&from, after + 1);
 	if (after == UINT32_MAX)
 		return 0;
-	return mrfs_kv_scan(txn, MRFS_DB_VERSIONS, k.b, k.len, from.b, from.len,
-			    version_walk_cb, &w);
+	return mrfs_kv_scan(txn, MRFS_DB_VERSIONS, k.b, k.len, from.b, from.len, version_walk_cb,
+			    &w);
 }
 
 static int version_id_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
@@ -534,14 +528,14 @@ static int version_id_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val va
 
 	if (val.len != 8 || key.len != 13)
 		return -EIO;
-	return ((mrfs_version_id_fn)w->fn)(w->ctx, (uint32_t)n[0] << 24 | (uint32_t)n[1] << 16 |
-							   (uint32_t)n[2] << 8 | n[3],
-					     get_be64(val.data));
+	return ((mrfs_version_id_fn)w->fn)(
+	    w->ctx, (uint32_t)n[0] << 24 | (uint32_t)n[1] << 16 | (uint32_t)n[2] << 8 | n[3],
+	    get_be64(val.data));
 }
 
 int mrfs_version_ids_walk(struct mrfs_txn *txn, uint64_t model, mrfs_version_id_fn fn, void *ctx)
 {
-	struct walk w = { (void *)fn, ctx, txn, 0, NULL };
+	struct walk w = {(void *)fn, ctx, txn, 0, NULL};
 	struct key k;
 
 	k_u64(k_tag(&k, 'm'), model);
@@ -561,18 +555,17 @@ static int alias_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 	return ((mrfs_alias_fn)w->fn)(w->ctx, &a);
 }
 
-int mrfs_aliases_walk(struct mrfs_txn *txn, uint64_t model, const char *after,
-		      mrfs_alias_fn fn, void *ctx)
+int mrfs_aliases_walk(struct mrfs_txn *txn, uint64_t model, const char *after, mrfs_alias_fn fn,
+		      void *ctx)
 {
-	struct walk w = { (void *)fn, ctx, txn, 9, after };
+	struct walk w = {(void *)fn, ctx, txn, 9, after};
 	struct key k, from;
 
 	k_u64(k_tag(&k, 'a'), model);
 	from = k;
 	if (after)
 		k_str(&from, after);
-	return mrfs_kv_scan(txn, MRFS_DB_ALIASES, k.b, k.len, from.b, from.len,
-			    alias_walk_cb, &w);
+	return mrfs_kv_scan(txn, MRFS_DB_ALIASES, k.b, k.len, from.b, from.len, alias_walk_cb, &w);
 }
 
 static int dir_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
@@ -590,18 +583,17 @@ static int dir_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 	return ((mrfs_dirent_fn)w->fn)(w->ctx, name, get_be64(val.data));
 }
 
-int mrfs_dir_walk(struct mrfs_txn *txn, uint64_t dir, const char *after,
-		  mrfs_dirent_fn fn, void *ctx)
+int mrfs_dir_walk(struct mrfs_txn *txn, uint64_t dir, const char *after, mrfs_dirent_fn fn,
+		  void *ctx)
 {
-	struct walk w = { (void *)fn, ctx, txn, 9, after };
+	struct walk w = {(void *)fn, ctx, txn, 9, after};
 	struct key k, from;
 
 	k_u64(k_tag(&k, 'd'), dir);
 	from = k;
 	if (after)
 		k_str(&from, after);
-	return mrfs_kv_scan(txn, MRFS_DB_NODES, k.b, k.len, from.b, from.len,
-			    dir_walk_cb, &w);
+	return mrfs_kv_scan(txn, MRFS_DB_NODES, k.b, k.len, from.b, from.len, dir_walk_cb, &w);
 }
 
 struct event_walk {
@@ -633,23 +625,21 @@ static int model_event_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 	return w->fn(w->ctx, seq, line.data, line.len);
 }
 
-int mrfs_events_walk(struct mrfs_txn *txn, uint64_t model, uint64_t from,
-		     mrfs_event_fn fn, void *ctx)
+int mrfs_events_walk(struct mrfs_txn *txn, uint64_t model, uint64_t from, mrfs_event_fn fn,
+		     void *ctx)
 {
-	struct event_walk w = { txn, model, fn, ctx };
+	struct event_walk w = {txn, model, fn, ctx};
 	struct key k, f;
 
 	if (!model) {
 		k_tag(&k, 'e');
 		k_u64(k_tag(&f, 'e'), from);
-		return mrfs_kv_scan(txn, MRFS_DB_EVENTS, k.b, k.len, f.b, f.len,
-				    event_line_cb, &w);
+		return mrfs_kv_scan(txn, MRFS_DB_EVENTS, k.b, k.len, f.b, f.len, event_line_cb, &w);
 	}
 	k_u64(k_tag(&k, 'm'), model);
 	f = k;
 	k_u64(&f, from);
-	return mrfs_kv_scan(txn, MRFS_DB_EVENTS, k.b, k.len, f.b, f.len,
-			    model_event_cb, &w);
+	return mrfs_kv_scan(txn, MRFS_DB_EVENTS, k.b, k.len, f.b, f.len, model_event_cb, &w);
 }
 
 uint64_t mrfs_events_next(struct mrfs_txn *txn)
@@ -724,8 +714,7 @@ int mrfs_version_files(struct mrfs_txn *txn, uint64_t vid, mrfs_file_fn fn, void
 	return rc;
 }
 
-int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd,
-		      struct mrfs_file **out)
+int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd, struct mrfs_file **out)
 {
 	*out = NULL;
 	if (!nd->file)
@@ -736,8 +725,8 @@ int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd,
 /* ---- history ----------------------------------------------------------------- */
 
 /* Start event @name at @time_ns: a document with seq, time, event and model. */
-static int event_new(struct mrfs_txn *txn, const char *name, const char *model,
-		     int64_t time_ns, struct mrfs_doc **out, uint64_t *seq)
+static int event_new(struct mrfs_txn *txn, const char *name, const char *model, int64_t time_ns,
+		     struct mrfs_doc **out, uint64_t *seq)
 {
 	struct mrfs_doc *doc;
 	int rc = mrfs_kv_next_id(txn, "seq", seq);
@@ -819,9 +808,8 @@ static int end(struct mrfs_txn *txn, int rc)
 	return mrfs_txn_commit(txn);
 }
 
-int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      const char *name, uint32_t mode, struct mrfs_model *out,
-		      struct mrfs_err *err)
+int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *name,
+		      uint32_t mode, struct mrfs_model *out, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -833,8 +821,10 @@ int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
 	int rc;
 
 	if (!mrfs_name_valid(name)) {
-		refuse(err, "'%s' is not a valid model name (1-64 of [A-Za-z0-9._-], "
-			    "not starting with '.' or '-', not ending in .json)", name);
+		refuse(err,
+		       "'%s' is not a valid model name (1-64 of [A-Za-z0-9._-], "
+		       "not starting with '.' or '-', not ending in .json)",
+		       name);
 		return -EINVAL;
 	}
 	if ((rc = begin(reg, &txn)))
@@ -868,9 +858,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_model_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      const char *from, const char *to, bool noreplace,
-		      struct mrfs_err *err)
+int mrfs_model_rename(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *from,
+		      const char *to, bool noreplace, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m, other;
@@ -914,8 +903,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_model_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      const char *name, struct mrfs_err *err)
+int mrfs_model_delete(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *name,
+		      struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -945,8 +934,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_model_setattr(struct mrfs_registry *reg, uint64_t model, int64_t mode,
-		       int64_t uid, int64_t gid, struct mrfs_model *out)
+int mrfs_model_setattr(struct mrfs_registry *reg, uint64_t model, int64_t mode, int64_t uid,
+		       int64_t gid, struct mrfs_model *out)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -974,9 +963,9 @@ out:
 
 static bool dir_empty(struct mrfs_txn *txn, uint64_t id);
 
-int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			uint64_t model, const char *number, uint32_t mode,
-			struct mrfs_version *out, struct mrfs_err *err)
+int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+			const char *number, uint32_t mode, struct mrfs_version *out,
+			struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -1007,8 +996,8 @@ int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who
 	if (rc != -ENOENT)
 		goto out;
 	if (n <= m.max_version) {
-		refuse(err, "version %u of '%s' is not above the highest it has had (%u)",
-		       n, m.name, m.max_version);
+		refuse(err, "version %u of '%s' is not above the highest it has had (%u)", n,
+		       m.name, m.max_version);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -1029,8 +1018,8 @@ int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who
 	root.atime_ns = root.mtime_ns = root.ctime_ns = now;
 	be64(idb, v.id);
 	k_u32(k_u64(k_tag(&k, 'm'), model), n);
-	if ((rc = put(txn, MRFS_DB_VERSIONS, &k, idb, 8)) ||
-	    (rc = put_version(txn, &v)) || (rc = put_node(txn, &root)))
+	if ((rc = put(txn, MRFS_DB_VERSIONS, &k, idb, 8)) || (rc = put_version(txn, &v)) ||
+	    (rc = put_node(txn, &root)))
 		goto out;
 	m.max_version = n;
 	m.nversions++;
@@ -1059,8 +1048,8 @@ static int drop_version(struct mrfs_txn *txn, const struct mrfs_version *v)
 	return rc == -ENOENT ? 0 : rc;
 }
 
-int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			uint64_t vid, struct mrfs_err *err)
+int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t vid,
+			struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_version v;
@@ -1108,7 +1097,7 @@ struct seal_sum {
 static int seal_file_cb(void *ctx, const char *path, const struct mrfs_node *nd)
 {
 	struct seal_sum *s = ctx;
-	uint8_t digest[MRFS_KEY_LEN] = { 0 };
+	uint8_t digest[MRFS_KEY_LEN] = {0};
 	uint64_t size = 0;
 	size_t need = strlen(path) + 1 + 4 + 8 + MRFS_KEY_LEN;
 	int rc;
@@ -1135,11 +1124,10 @@ static int seal_file_cb(void *ctx, const char *path, const struct mrfs_node *nd)
 }
 
 /* Seal @v inside @txn (its model @m is updated, not saved). */
-static int seal_in(struct mrfs_txn *txn, const struct mrfs_caller *who,
-		   struct mrfs_version *v, struct mrfs_model *m, mrfs_busy_fn busy,
-		   void *busy_ctx, struct mrfs_err *err)
+static int seal_in(struct mrfs_txn *txn, const struct mrfs_caller *who, struct mrfs_version *v,
+		   struct mrfs_model *m, mrfs_busy_fn busy, void *busy_ctx, struct mrfs_err *err)
 {
-	struct seal_sum s = { .txn = txn };
+	struct seal_sum s = {.txn = txn};
 	struct mrfs_doc *ev;
 	uint64_t seq;
 	int rc;
@@ -1172,9 +1160,8 @@ static int seal_in(struct mrfs_txn *txn, const struct mrfs_caller *who,
 	return event_commit(txn, ev, seq, who, m);
 }
 
-int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t vid, int64_t mode, mrfs_busy_fn busy, void *busy_ctx,
-		      struct mrfs_err *err)
+int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t vid,
+		      int64_t mode, mrfs_busy_fn busy, void *busy_ctx, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_version v;
@@ -1206,8 +1193,8 @@ out:
  * "./versions/n", "../<m>/versions/n", or "<mountpoint>/models/<m>/versions/n",
  * with an optional trailing slash.
  */
-static int parse_target(const char *target, const struct mrfs_model *m,
-			const char *mountpoint, uint32_t *n, struct mrfs_err *err)
+static int parse_target(const char *target, const struct mrfs_model *m, const char *mountpoint,
+			uint32_t *n, struct mrfs_err *err)
 {
 	char *buf = strdup(target), *p, *model = NULL;
 	size_t len;
@@ -1293,8 +1280,10 @@ static int alias_allowed(struct mrfs_txn *txn, const struct mrfs_caller *who,
 	for (size_t i = 0; i < mrfs_doc_len(prot); i++) {
 		const char *p = mrfs_doc_string(mrfs_doc_at(prot, i));
 		if (p && !strcmp(p, name) && !privileged(who, m)) {
-			refuse(err, "alias '%s' of '%s' is protected: only its owner, root "
-				    "or the admin group may change it", name, m->name);
+			refuse(err,
+			       "alias '%s' of '%s' is protected: only its owner, root "
+			       "or the admin group may change it",
+			       name, m->name);
 			rc = -EACCES;
 			goto out;
 		}
@@ -1306,8 +1295,9 @@ static int alias_allowed(struct mrfs_txn *txn, const struct mrfs_caller *who,
 		k_pointed(&k, m->id, from, (uint32_t)target);
 		rc = mrfs_kv_get(txn, MRFS_DB_ALIASES, k.b, k.len, &v);
 		if (rc == -ENOENT) {
-			refuse(err, "policy: '%s' of '%s' may only point at a version '%s' has "
-				    "pointed at, and '%s' never pointed at %" PRId64,
+			refuse(err,
+			       "policy: '%s' of '%s' may only point at a version '%s' has "
+			       "pointed at, and '%s' never pointed at %" PRId64,
 			       name, m->name, from, from, target);
 			rc = -EPERM;
 		}
@@ -1317,9 +1307,8 @@ out:
 	return rc;
 }
 
-static int alias_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
-		       struct mrfs_model *m, const char *kind, const char *alias,
-		       int64_t from, int64_t to)
+static int alias_event(struct mrfs_txn *txn, const struct mrfs_caller *who, struct mrfs_model *m,
+		       const char *kind, const char *alias, int64_t from, int64_t to)
 {
 	struct mrfs_doc *ev;
 	uint64_t seq;
@@ -1346,10 +1335,9 @@ static int check_alias_name(const char *name, struct mrfs_err *err)
 	return 0;
 }
 
-int mrfs_alias_set(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		   uint64_t model, const char *name, const char *target,
-		   const char *mountpoint, mrfs_busy_fn busy, void *busy_ctx,
-		   struct mrfs_alias *out, struct mrfs_err *err)
+int mrfs_alias_set(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		   const char *name, const char *target, const char *mountpoint, mrfs_busy_fn busy,
+		   void *busy_ctx, struct mrfs_alias *out, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -1406,9 +1394,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_alias_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t model, const char *from, const char *to,
-		      bool noreplace, struct mrfs_err *err)
+int mrfs_alias_rename(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		      const char *from, const char *to, bool noreplace, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -1460,8 +1447,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_alias_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t model, const char *name, struct mrfs_err *err)
+int mrfs_alias_delete(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		      const char *name, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -1523,9 +1510,9 @@ static int unlink_dirent(struct mrfs_txn *txn, uint64_t parent, const char *name
 	return del(txn, MRFS_DB_NODES, k_str(k_u64(k_tag(&k, 'd'), parent), name));
 }
 
-int mrfs_node_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		     uint64_t parent, const char *name, uint32_t mode,
-		     const char *target, struct mrfs_node *out, struct mrfs_err *err)
+int mrfs_node_create(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t parent,
+		     const char *name, uint32_t mode, const char *target, struct mrfs_node *out,
+		     struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_node dir, nd;
@@ -1564,8 +1551,7 @@ int mrfs_node_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
 	nd.atime_ns = nd.mtime_ns = nd.ctime_ns = now;
 	if (S_ISLNK(mode)) {
 		nd.size = strlen(target);
-		if ((rc = put(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'l'), nd.id), target,
-			      nd.size)))
+		if ((rc = put(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'l'), nd.id), target, nd.size)))
 			goto out;
 	}
 	if ((rc = put_node(txn, &nd)) || (rc = link_dirent(txn, parent, name, nd.id)) ||
@@ -1592,16 +1578,16 @@ static int drop_node(struct mrfs_txn *txn, const struct mrfs_node *nd)
 	struct key k;
 	int rc;
 
-	if (S_ISLNK(nd->mode) &&
-	    (rc = del(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'l'), nd->id))) && rc != -ENOENT)
+	if (S_ISLNK(nd->mode) && (rc = del(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'l'), nd->id))) &&
+	    rc != -ENOENT)
 		return rc;
 	if (nd->file && (rc = mrfs_store_file_unref(txn, nd->file)))
 		return rc;
 	return del(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'i'), nd->id));
 }
 
-int mrfs_node_remove(struct mrfs_registry *reg, uint64_t parent, const char *name,
-		     bool dir, struct mrfs_err *err)
+int mrfs_node_remove(struct mrfs_registry *reg, uint64_t parent, const char *name, bool dir,
+		     struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_node pd, nd;
@@ -1633,8 +1619,7 @@ out:
 }
 
 int mrfs_node_rename(struct mrfs_registry *reg, uint64_t parent, const char *name,
-		     uint64_t newparent, const char *newname, unsigned flags,
-		     struct mrfs_err *err)
+		     uint64_t newparent, const char *newname, unsigned flags, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_node src, sp, dp, dst;
@@ -1696,8 +1681,8 @@ int mrfs_node_rename(struct mrfs_registry *reg, uint64_t parent, const char *nam
 	} else if (rc != -ENOENT) {
 		goto out;
 	}
-	if (replace && ((rc = unlink_dirent(txn, newparent, newname)) ||
-			(rc = drop_node(txn, &dst))))
+	if (replace &&
+	    ((rc = unlink_dirent(txn, newparent, newname)) || (rc = drop_node(txn, &dst))))
 		goto out;
 	if ((rc = unlink_dirent(txn, parent, name)) ||
 	    (rc = link_dirent(txn, newparent, newname, src.id)))
@@ -1722,8 +1707,7 @@ out:
 }
 
 int mrfs_node_setattr(struct mrfs_registry *reg, uint64_t id, unsigned set,
-		      const struct mrfs_node *attr, struct mrfs_node *out,
-		      struct mrfs_err *err)
+		      const struct mrfs_node *attr, struct mrfs_node *out, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_node nd;
@@ -1752,9 +1736,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_node_commit(struct mrfs_registry *reg, uint64_t id,
-		     struct mrfs_writer *writer, int64_t mtime_ns,
-		     struct mrfs_node *out, struct mrfs_err *err)
+int mrfs_node_commit(struct mrfs_registry *reg, uint64_t id, struct mrfs_writer *writer,
+		     int64_t mtime_ns, struct mrfs_node *out, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_node nd;
@@ -1880,7 +1863,7 @@ static int version_doc(struct mrfs_txn *txn, const struct mrfs_version *v,
 		       const struct mrfs_model *m, struct mrfs_doc **out)
 {
 	struct mrfs_doc *doc = mrfs_doc_new();
-	struct rec_files rf = { .txn = txn };
+	struct rec_files rf = {.txn = txn};
 	struct rec_aliases ra;
 	int rc;
 
@@ -1993,7 +1976,7 @@ static int rec_version_cb(void *ctx, const struct mrfs_version *v)
 static int model_doc(struct mrfs_txn *txn, const struct mrfs_model *m, struct mrfs_doc **out)
 {
 	struct mrfs_doc *doc = mrfs_doc_new(), *owner;
-	struct rec_aliases ra = { 0 };
+	struct rec_aliases ra = {0};
 	int rc;
 
 	if (!doc)
@@ -2086,14 +2069,14 @@ static int changed_cb(void *ctx, const char *key, struct mrfs_doc *value)
  * Parse @text against @managed: the new user members (*@user), the keys
  * that changed from @old (*@keys, an array) and whether the policy did.
  */
-static int diff_record(struct mrfs_doc *managed, struct mrfs_doc *old, const char *text,
-		       size_t len, struct mrfs_doc **user, struct mrfs_doc **keys, bool *policy,
+static int diff_record(struct mrfs_doc *managed, struct mrfs_doc *old, const char *text, size_t len,
+		       struct mrfs_doc **user, struct mrfs_doc **keys, bool *policy,
 		       struct mrfs_err *err)
 {
 	char why[160];
 	struct mrfs_doc *doc = mrfs_doc_parse(text, len, why, sizeof(why));
-	struct split sp = { managed, NULL, err };
-	struct changed ch = { NULL, NULL, false };
+	struct split sp = {managed, NULL, err};
+	struct changed ch = {NULL, NULL, false};
 	int rc;
 
 	if (!doc) {
@@ -2173,8 +2156,8 @@ static int check_policy(struct mrfs_doc *p, struct mrfs_err *err)
 				goto bad;
 		}
 	}
-	if (from && (mrfs_doc_type(from) != MRFS_JSON_OBJECT ||
-		     mrfs_doc_each(from, promote_rule_cb, NULL)))
+	if (from &&
+	    (mrfs_doc_type(from) != MRFS_JSON_OBJECT || mrfs_doc_each(from, promote_rule_cb, NULL)))
 		goto bad;
 	return 0;
 bad:
@@ -2183,8 +2166,8 @@ bad:
 	return -EINVAL;
 }
 
-static int metadata_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
-			  struct mrfs_model *m, int64_t version, struct mrfs_doc *keys)
+static int metadata_event(struct mrfs_txn *txn, const struct mrfs_caller *who, struct mrfs_model *m,
+			  int64_t version, struct mrfs_doc *keys)
 {
 	struct mrfs_doc *ev;
 	uint64_t seq;
@@ -2201,8 +2184,8 @@ static int metadata_event(struct mrfs_txn *txn, const struct mrfs_caller *who,
 	return event_commit(txn, ev, seq, who, m);
 }
 
-int mrfs_version_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			uint64_t vid, const char *text, size_t len, struct mrfs_err *err)
+int mrfs_version_update(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t vid,
+			const char *text, size_t len, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_version v;
@@ -2233,8 +2216,8 @@ out:
 	return end(txn, rc);
 }
 
-int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t model, const char *text, size_t len, struct mrfs_err *err)
+int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		      const char *text, size_t len, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
@@ -2314,7 +2297,7 @@ static int tree_entry_cb(void *ctx, const char *name, uint64_t id)
 	if (rc)
 		return rc;
 	if (S_ISDIR(nd.mode)) {
-		struct tree_ctx sub = { t, id };
+		struct tree_ctx sub = {t, id};
 		if ((rc = mrfs_dir_walk(t->txn, id, NULL, tree_entry_cb, &sub)))
 			return rc;
 	}
@@ -2360,16 +2343,16 @@ static int latest_cb(void *ctx, const struct mrfs_version *v)
 	return 0;
 }
 
-int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			const char *model, uint32_t n, struct mrfs_err *err)
+int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *model,
+			uint32_t n, struct mrfs_err *err)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_model m;
 	struct mrfs_version v;
-	struct alias_of al = { n, "" };
-	struct tree t = { 0 };
+	struct alias_of al = {n, ""};
+	struct tree t = {0};
 	struct tree_ctx root;
-	struct latest_scan ls = { n, 0 };
+	struct latest_scan ls = {n, 0};
 	struct mrfs_doc *ev;
 	uint64_t seq;
 	int rc;
@@ -2497,10 +2480,10 @@ static int alias_name_cmp(const void *x, const void *y)
 	return strcmp(((const struct mrfs_alias *)x)->name, ((const struct mrfs_alias *)y)->name);
 }
 
-int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns,
-		    mrfs_alias_fn fn, void *ctx)
+int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns, mrfs_alias_fn fn,
+		    void *ctx)
 {
-	struct replay r = { .until = time_ns };
+	struct replay r = {.until = time_ns};
 	int rc = mrfs_events_walk(txn, model, 0, replay_cb, &r);
 
 	if (!rc && r.n)

@@ -34,9 +34,9 @@
 #include "mrfs/store.h"
 
 #define DERIVED_SECRET_LEN 192
-#define FILE_MAGIC 0x3146524du /* "MRF1" */
-#define WRITER_BUF (4 * MRFS_CHUNK_MAX)
-#define MAX_READERS 1024
+#define FILE_MAGIC	   0x3146524du /* "MRF1" */
+#define WRITER_BUF	   (4 * MRFS_CHUNK_MAX)
+#define MAX_READERS	   1024
 
 /* Cut masks of the gear hash: bit k of the hash depends only on the last
  * k + 1 bytes, so the masks take high bits (below bit 63, see
@@ -48,10 +48,9 @@
 enum { DB_CHUNKS = MRFS_DB_COUNT, DB_FILES, DB_ALL };
 
 static const char *const db_names[DB_ALL] = {
-	[MRFS_DB_META] = "meta",	 [MRFS_DB_MODELS] = "models",
-	[MRFS_DB_VERSIONS] = "versions", [MRFS_DB_NODES] = "nodes",
-	[MRFS_DB_ALIASES] = "aliases",	 [MRFS_DB_EVENTS] = "events",
-	[DB_CHUNKS] = "chunks",		 [DB_FILES] = "files",
+    [MRFS_DB_META] = "meta",   [MRFS_DB_MODELS] = "models",   [MRFS_DB_VERSIONS] = "versions",
+    [MRFS_DB_NODES] = "nodes", [MRFS_DB_ALIASES] = "aliases", [MRFS_DB_EVENTS] = "events",
+    [DB_CHUNKS] = "chunks",    [DB_FILES] = "files",
 };
 
 struct chunk_val {
@@ -155,7 +154,7 @@ struct wchunk {
 struct mrfs_writer {
 	struct mrfs_store *store;
 	uint8_t *buf;
-	size_t len; /* bytes buffered, not yet cut (the chunking side's) */
+	size_t len;    /* bytes buffered, not yet cut (the chunking side's) */
 	uint64_t size; /* bytes written by the caller */
 	int err;
 	bool synced;
@@ -171,8 +170,8 @@ struct mrfs_writer {
 	XXH3_state_t digest;
 	struct wchunk *chunks;
 	uint32_t nchunks, cap;
-	struct wpack *pack;	/* current pack, or NULL */
-	struct wpack **full;	/* packs this writer filled */
+	struct wpack *pack;  /* current pack, or NULL */
+	struct wpack **full; /* packs this writer filled */
 	uint32_t nfull;
 };
 
@@ -291,11 +290,10 @@ size_t mrfs_chunk_cut(const uint8_t *buf, size_t len)
 	return end;
 }
 
-void mrfs_store_chunk_key(const struct mrfs_store *store, const void *buf,
-			  size_t len, uint8_t key[MRFS_KEY_LEN])
+void mrfs_store_chunk_key(const struct mrfs_store *store, const void *buf, size_t len,
+			  uint8_t key[MRFS_KEY_LEN])
 {
-	XXH128_hash_t h = XXH3_128bits_withSecret(buf, len, store->secret,
-						  sizeof(store->secret));
+	XXH128_hash_t h = XXH3_128bits_withSecret(buf, len, store->secret, sizeof(store->secret));
 	XXH128_canonicalFromHash((XXH128_canonical_t *)key, h);
 }
 
@@ -410,8 +408,8 @@ static int load_secret(struct mrfs_store *store, bool create)
 	if (n != sizeof(raw))
 		rc = -EIO;
 	close(fd);
-	if (!rc && XXH3_generateSecret(store->secret, sizeof(store->secret), raw,
-				       sizeof(raw)) != XXH_OK)
+	if (!rc &&
+	    XXH3_generateSecret(store->secret, sizeof(store->secret), raw, sizeof(raw)) != XXH_OK)
 		rc = -EIO;
 	return rc;
 }
@@ -449,8 +447,7 @@ static int scan_packs(struct mrfs_store *store, uint64_t *count, uint64_t *bytes
 	return 0;
 }
 
-int mrfs_store_open(const char *dir, const struct mrfs_store_options *opts,
-		    struct mrfs_store **out)
+int mrfs_store_open(const char *dir, const struct mrfs_store_options *opts, struct mrfs_store **out)
 {
 	static const struct mrfs_store_options defaults;
 	struct mrfs_store *store;
@@ -506,10 +503,10 @@ int mrfs_store_open(const char *dir, const struct mrfs_store_options *opts,
 		goto out_free;
 	mdb_env_set_maxdbs(store->env, DB_ALL);
 	mdb_env_set_maxreaders(store->env, MAX_READERS);
-	if ((rc = mdb_err(mdb_env_set_mapsize(store->env, opts->map_size ? opts->map_size : MRFS_MAP_SIZE_DEFAULT))))
+	if ((rc = mdb_err(mdb_env_set_mapsize(store->env, opts->map_size ? opts->map_size
+									 : MRFS_MAP_SIZE_DEFAULT))))
 		goto out_env;
-	rc = mdb_env_open(store->env, dir,
-			  MDB_NOTLS | (opts->read_only ? MDB_RDONLY : 0), 0600);
+	rc = mdb_env_open(store->env, dir, MDB_NOTLS | (opts->read_only ? MDB_RDONLY : 0), 0600);
 	if ((rc = mdb_err(rc)))
 		goto out_env;
 	mdb_reader_check(store->env, &dead);
@@ -518,8 +515,7 @@ int mrfs_store_open(const char *dir, const struct mrfs_store_options *opts,
 	if (rc)
 		goto out_env;
 	for (int i = 0; i < DB_ALL; i++) {
-		rc = mdb_err(mdb_dbi_open(txn, db_names[i],
-					  opts->read_only ? 0 : MDB_CREATE,
+		rc = mdb_err(mdb_dbi_open(txn, db_names[i], opts->read_only ? 0 : MDB_CREATE,
 					  &store->dbi[i]));
 		if (rc) {
 			mdb_txn_abort(txn);
@@ -698,8 +694,7 @@ static int pack_take(struct mrfs_store *store, struct wpack **out)
 	for (;;) {
 		p->id = store->next_pack++;
 		pack_name(name, sizeof(name), p->id);
-		p->fd = openat(store->packs_fd, name,
-			       O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		p->fd = openat(store->packs_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (p->fd >= 0 || errno != EEXIST)
 			break;
 		/* another process made this one: take the next id */
@@ -830,8 +825,7 @@ uint64_t mrfs_writer_size(const struct mrfs_writer *w)
 	return w->size;
 }
 
-static bool writer_has_fresh(const struct mrfs_writer *w, const uint8_t *key,
-			     struct wchunk *found)
+static bool writer_has_fresh(const struct mrfs_writer *w, const uint8_t *key, struct wchunk *found)
 {
 	for (uint32_t i = 0; i < w->nchunks; i++) {
 		if (w->chunks[i].fresh && !memcmp(w->chunks[i].key, key, MRFS_KEY_LEN)) {
@@ -846,7 +840,7 @@ static bool writer_has_fresh(const struct mrfs_writer *w, const uint8_t *key,
 static bool chunk_indexed(struct mrfs_store *store, struct wchunk *c)
 {
 	MDB_txn *txn;
-	MDB_val k = { MRFS_KEY_LEN, c->key }, v;
+	MDB_val k = {MRFS_KEY_LEN, c->key}, v;
 	struct chunk_val cv;
 	bool found;
 
@@ -866,7 +860,7 @@ static bool chunk_indexed(struct mrfs_store *store, struct wchunk *c)
 static int writer_emit(struct mrfs_writer *w, const uint8_t *data, uint32_t len)
 {
 	struct mrfs_store *store = w->store;
-	struct wchunk c = { .len = len };
+	struct wchunk c = {.len = len};
 	int rc;
 
 	if (w->nchunks == w->cap) {
@@ -1091,8 +1085,8 @@ static void writer_free(struct mrfs_writer *w, bool keep, struct mrfs_txn *txn)
 	int *held = NULL;
 
 	/* gc skips locked packs: a full one stays locked until @txn ends */
-	if (keep && w->nfull && (held = realloc(txn->held, (txn->nheld + w->nfull) *
-							     sizeof(*held))))
+	if (keep && w->nfull &&
+	    (held = realloc(txn->held, (txn->nheld + w->nfull) * sizeof(*held))))
 		txn->held = held;
 	if (w->threaded) {
 		w->fill_len = 0; /* dropped: what was handed over is enough */
@@ -1159,7 +1153,7 @@ void mrfs_writer_abort(struct mrfs_writer *w)
 static int chunk_ref(struct mrfs_txn *txn, const struct wchunk *c)
 {
 	struct mrfs_store *store = txn->store;
-	MDB_val k = { MRFS_KEY_LEN, (void *)c->key }, v;
+	MDB_val k = {MRFS_KEY_LEN, (void *)c->key}, v;
 	struct chunk_val cv;
 	int rc = mdb_get(txn->txn, store->dbi[DB_CHUNKS], &k, &v);
 
@@ -1167,8 +1161,8 @@ static int chunk_ref(struct mrfs_txn *txn, const struct wchunk *c)
 		memcpy(&cv, v.mv_data, sizeof(cv));
 		cv.refs++;
 	} else if (rc == MDB_NOTFOUND && c->fresh) {
-		cv = (struct chunk_val){ .pack = c->pack, .len = c->len,
-					 .off = c->pack_off, .refs = 1 };
+		cv = (struct chunk_val){
+		    .pack = c->pack, .len = c->len, .off = c->pack_off, .refs = 1};
 	} else if (rc == MDB_NOTFOUND) {
 		/* it was indexed when written and is gone now (collected) */
 		return -EAGAIN;
@@ -1184,7 +1178,7 @@ static int put_file(struct mrfs_txn *txn, uint64_t id, const struct file_hdr *h,
 		    const struct wchunk *chunks)
 {
 	uint8_t kb[8];
-	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_val k = {sizeof(kb), kb}, v;
 	size_t len = sizeof(*h) + (size_t)h->nchunks * sizeof(struct file_ent);
 	uint8_t *p;
 	int rc;
@@ -1198,7 +1192,7 @@ static int put_file(struct mrfs_txn *txn, uint64_t id, const struct file_hdr *h,
 	memcpy(p, h, sizeof(*h));
 	p += sizeof(*h);
 	for (uint32_t i = 0; i < h->nchunks; i++, p += sizeof(struct file_ent)) {
-		struct file_ent e = { .len = chunks[i].len };
+		struct file_ent e = {.len = chunks[i].len};
 		memcpy(e.key, chunks[i].key, MRFS_KEY_LEN);
 		memcpy(p, &e, sizeof(e));
 	}
@@ -1227,7 +1221,7 @@ int mrfs_writer_sync(struct mrfs_writer *w)
 
 int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn, uint64_t *id)
 {
-	struct file_hdr h = { .magic = FILE_MAGIC };
+	struct file_hdr h = {.magic = FILE_MAGIC};
 	XXH128_hash_t d;
 	int rc = mrfs_writer_sync(w);
 
@@ -1247,8 +1241,8 @@ int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn, uint64_t *id
 	return rc;
 }
 
-int mrfs_store_put(struct mrfs_store *store, struct mrfs_txn *txn,
-		   const void *buf, size_t len, uint64_t *id)
+int mrfs_store_put(struct mrfs_store *store, struct mrfs_txn *txn, const void *buf, size_t len,
+		   uint64_t *id)
 {
 	struct mrfs_writer *w;
 	int rc = mrfs_writer_new(store, &w);
@@ -1264,11 +1258,10 @@ int mrfs_store_put(struct mrfs_store *store, struct mrfs_txn *txn,
 
 /* ---- files -------------------------------------------------------------- */
 
-static int get_file_raw(struct mrfs_txn *txn, uint64_t id, struct file_hdr *h,
-			MDB_val *v)
+static int get_file_raw(struct mrfs_txn *txn, uint64_t id, struct file_hdr *h, MDB_val *v)
 {
 	uint8_t kb[8];
-	MDB_val k = { sizeof(kb), kb };
+	MDB_val k = {sizeof(kb), kb};
 	int rc;
 
 	put_be64(kb, id);
@@ -1286,8 +1279,7 @@ static int get_file_raw(struct mrfs_txn *txn, uint64_t id, struct file_hdr *h,
 
 static void file_ent_at(const MDB_val *v, uint32_t i, struct file_ent *e)
 {
-	memcpy(e, (const uint8_t *)v->mv_data + sizeof(struct file_hdr) +
-			  (size_t)i * sizeof(*e),
+	memcpy(e, (const uint8_t *)v->mv_data + sizeof(struct file_hdr) + (size_t)i * sizeof(*e),
 	       sizeof(*e));
 }
 
@@ -1318,7 +1310,7 @@ int mrfs_store_file_get(struct mrfs_txn *txn, uint64_t id, struct mrfs_file **ou
 		struct mrfs_chunk *c = &f->chunks[i];
 		struct file_ent e;
 		struct chunk_val cv;
-		MDB_val k = { MRFS_KEY_LEN, NULL }, cvv;
+		MDB_val k = {MRFS_KEY_LEN, NULL}, cvv;
 
 		file_ent_at(&v, i, &e);
 		memcpy(c->key, e.key, MRFS_KEY_LEN);
@@ -1376,7 +1368,7 @@ void mrfs_file_free(struct mrfs_file *f)
 static int file_set_refs(struct mrfs_txn *txn, uint64_t id, uint64_t refs)
 {
 	uint8_t kb[8];
-	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_val k = {sizeof(kb), kb}, v;
 	struct file_hdr h;
 	int rc = get_file_raw(txn, id, &h, &v);
 	uint8_t *copy;
@@ -1409,7 +1401,7 @@ int mrfs_store_file_ref(struct mrfs_txn *txn, uint64_t id)
 static int chunk_unref(struct mrfs_txn *txn, const uint8_t *key)
 {
 	struct mrfs_store *store = txn->store;
-	MDB_val k = { MRFS_KEY_LEN, (void *)key }, v;
+	MDB_val k = {MRFS_KEY_LEN, (void *)key}, v;
 	struct chunk_val cv;
 	int rc = mdb_get(txn->txn, store->dbi[DB_CHUNKS], &k, &v);
 
@@ -1426,7 +1418,7 @@ static int chunk_unref(struct mrfs_txn *txn, const uint8_t *key)
 int mrfs_store_file_unref(struct mrfs_txn *txn, uint64_t id)
 {
 	uint8_t kb[8];
-	MDB_val k = { sizeof(kb), kb }, v;
+	MDB_val k = {sizeof(kb), kb}, v;
 	struct file_hdr h;
 	struct file_ent *ents;
 	int rc = get_file_raw(txn, id, &h, &v);
@@ -1512,7 +1504,7 @@ static uint8_t *scratch(size_t len)
 static int chunk_fd(struct mrfs_store *store, struct mrfs_chunk *c)
 {
 	MDB_txn *txn;
-	MDB_val k = { MRFS_KEY_LEN, c->key }, v;
+	MDB_val k = {MRFS_KEY_LEN, c->key}, v;
 	struct chunk_val cv;
 	int fd = pack_fd(store, c->pack);
 
@@ -1582,8 +1574,8 @@ static int chunk_checked_fd(struct mrfs_store *store, struct mrfs_chunk *c)
 	return fd;
 }
 
-ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
-			uint64_t off, size_t len, void *buf)
+ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f, uint64_t off,
+			size_t len, void *buf)
 {
 	uint8_t *out = buf;
 	size_t done = 0;
@@ -1616,9 +1608,8 @@ ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
 	return (ssize_t)done;
 }
 
-int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f,
-			uint64_t off, size_t len, struct mrfs_segment *segs,
-			int max, int *n)
+int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f, uint64_t off,
+			size_t len, struct mrfs_segment *segs, int max, int *n)
 {
 	size_t done = 0;
 
@@ -1641,7 +1632,7 @@ int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f,
 		if (prev && prev->fd == fd && (uint64_t)prev->off + prev->len == c.pack_off + in) {
 			prev->len += k; /* contiguous in the pack: one segment */
 		} else {
-			segs[*n] = (struct mrfs_segment){ fd, (off_t)(c.pack_off + in), k };
+			segs[*n] = (struct mrfs_segment){fd, (off_t)(c.pack_off + in), k};
 			(*n)++;
 		}
 		done += k;
@@ -1700,7 +1691,7 @@ static int vchunk_cmp(const void *a, const void *b)
 }
 
 static void report(mrfs_verify_fn fn, void *ctx, uint64_t file, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void report(mrfs_verify_fn fn, void *ctx, uint64_t file, const char *fmt, ...)
 {
@@ -1782,8 +1773,8 @@ int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void
 		if (mc.len > MRFS_CHUNK_MAX || chunk_read_check(store, &mc, buf)) {
 			mrfs_key_hex(c->key, hex);
 			report(fn, ctx, 0,
-			       "chunk %s (pack %" PRIu32 " offset %" PRIu64
-			       " length %" PRIu32 "): bytes do not match the key",
+			       "chunk %s (pack %" PRIu32 " offset %" PRIu64 " length %" PRIu32
+			       "): bytes do not match the key",
 			       hex, c->cv.pack, c->cv.off, c->cv.len);
 			c->bad = true;
 			problems++;
@@ -1828,8 +1819,8 @@ int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void
 			mrfs_key_hex(e.key, hex);
 			if (!c) {
 				report(fn, ctx, id,
-				       "file %" PRIu64 ": chunk %s is missing from the index",
-				       id, hex);
+				       "file %" PRIu64 ": chunk %s is missing from the index", id,
+				       hex);
 				problems++;
 				continue;
 			}
@@ -1844,8 +1835,10 @@ int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void
 			}
 		}
 		if (sum != h.size) {
-			report(fn, ctx, id, "file %" PRIu64 ": chunks add up to %" PRIu64
-			       " bytes, the file has %" PRIu64, id, sum, h.size);
+			report(fn, ctx, id,
+			       "file %" PRIu64 ": chunks add up to %" PRIu64
+			       " bytes, the file has %" PRIu64,
+			       id, sum, h.size);
 			problems++;
 		}
 	}
@@ -1861,8 +1854,8 @@ int mrfs_store_verify_progress(struct mrfs_store *store, mrfs_verify_fn fn, void
 			continue;
 		mrfs_key_hex(all[i].key, hex);
 		report(fn, ctx, 0,
-		       "chunk %s: reference count %" PRIu64 ", files use it %" PRIu64
-		       " times", hex, all[i].cv.refs, all[i].counted);
+		       "chunk %s: reference count %" PRIu64 ", files use it %" PRIu64 " times", hex,
+		       all[i].cv.refs, all[i].counted);
 		problems++;
 	}
 	rc = problems;
@@ -1919,10 +1912,10 @@ out_abort:
 
 /* ---- key/value records -------------------------------------------------- */
 
-int mrfs_kv_get(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
-		size_t klen, struct mrfs_val *val)
+int mrfs_kv_get(struct mrfs_txn *txn, enum mrfs_db db, const void *key, size_t klen,
+		struct mrfs_val *val)
 {
-	MDB_val k = { klen, (void *)key }, v;
+	MDB_val k = {klen, (void *)key}, v;
 	int rc = mdb_get(txn->txn, txn->store->dbi[db], &k, &v);
 
 	if (rc)
@@ -1932,20 +1925,19 @@ int mrfs_kv_get(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
 	return 0;
 }
 
-int mrfs_kv_put(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
-		size_t klen, const void *val, size_t vlen)
+int mrfs_kv_put(struct mrfs_txn *txn, enum mrfs_db db, const void *key, size_t klen,
+		const void *val, size_t vlen)
 {
-	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
 
 	if (klen == 0 || klen > 511)
 		return -EINVAL;
 	return mdb_err(mdb_put(txn->txn, txn->store->dbi[db], &k, &v, 0));
 }
 
-int mrfs_kv_del(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
-		size_t klen)
+int mrfs_kv_del(struct mrfs_txn *txn, enum mrfs_db db, const void *key, size_t klen)
 {
-	MDB_val k = { klen, (void *)key };
+	MDB_val k = {klen, (void *)key};
 
 	return mdb_err(mdb_del(txn->txn, txn->store->dbi[db], &k, NULL));
 }
@@ -1963,9 +1955,8 @@ static bool key_before(const void *a, size_t alen, const void *b, size_t blen)
 	return c < 0 || (c == 0 && alen < blen);
 }
 
-int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
-		 size_t plen, const void *from, size_t flen, mrfs_kv_fn fn,
-		 void *ctx)
+int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix, size_t plen,
+		 const void *from, size_t flen, mrfs_kv_fn fn, void *ctx)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -1987,8 +1978,8 @@ int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	}
 	while (rc == 0 && has_prefix(&k, prefix, plen)) {
-		struct mrfs_val kk = { k.mv_data, k.mv_size };
-		struct mrfs_val vv = { v.mv_data, v.mv_size };
+		struct mrfs_val kk = {k.mv_data, k.mv_size};
+		struct mrfs_val vv = {v.mv_data, v.mv_size};
 		rc = fn(ctx, kk, vv);
 		if (rc) {
 			mdb_cursor_close(cur);
@@ -2000,8 +1991,8 @@ int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : mdb_err(rc);
 }
 
-int mrfs_kv_last(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
-		 size_t plen, struct mrfs_val *key, struct mrfs_val *val)
+int mrfs_kv_last(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix, size_t plen,
+		 struct mrfs_val *key, struct mrfs_val *val)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -2042,7 +2033,7 @@ int mrfs_kv_last(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
 int mrfs_kv_next_id(struct mrfs_txn *txn, const char *name, uint64_t *id)
 {
 	char key[64];
-	struct mrfs_val v = { NULL, 0 };
+	struct mrfs_val v = {NULL, 0};
 	uint64_t cur = 0;
 	int rc;
 
@@ -2115,7 +2106,7 @@ struct survey {
 static int survey_cb(void *ctx, const uint8_t *key, const struct chunk_val *cv)
 {
 	struct survey *sv = ctx;
-	struct gc_pack want = { .id = cv->pack }, *p;
+	struct gc_pack want = {.id = cv->pack}, *p;
 
 	(void)key;
 	p = sv->n ? bsearch(&want, sv->packs, sv->n, sizeof(*p), gc_pack_cmp) : NULL;
@@ -2157,14 +2148,14 @@ static int gc_survey(struct mrfs_store *store, struct gc_pack **out, size_t *n)
 			}
 			packs = a;
 		}
-		packs[cnt++] = (struct gc_pack){ id, (uint64_t)st.st_size, 0 };
+		packs[cnt++] = (struct gc_pack){id, (uint64_t)st.st_size, 0};
 	}
 	closedir(d);
 	if (cnt)
 		qsort(packs, cnt, sizeof(*packs), gc_pack_cmp);
 	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn))))
 		goto out_free;
-	rc = chunks_walk(store, txn, survey_cb, &(struct survey){ packs, cnt });
+	rc = chunks_walk(store, txn, survey_cb, &(struct survey){packs, cnt});
 	mdb_txn_abort(txn);
 	if (rc)
 		goto out_free;
@@ -2216,7 +2207,7 @@ static int pack_chunks_cb(void *ctx, const uint8_t *key, const struct chunk_val 
 
 static int gc_chunks_of(struct mrfs_store *store, uint32_t id, struct gc_chunk **out, size_t *n)
 {
-	struct pack_chunks pc = { .id = id };
+	struct pack_chunks pc = {.id = id};
 	MDB_txn *txn;
 	int rc;
 
@@ -2255,7 +2246,8 @@ static int gc_rewrite(struct mrfs_store *store, const struct gc_pack *p, uint8_t
 	if (n && (rc = pack_take(store, &dst)))
 		goto out_free;
 	for (size_t i = 0; i < n && !rc; i++) {
-		struct mrfs_chunk c = { .len = cs[i].cv.len, .pack = p->id, .pack_off = cs[i].cv.off };
+		struct mrfs_chunk c = {
+		    .len = cs[i].cv.len, .pack = p->id, .pack_off = cs[i].cv.off};
 		memcpy(c.key, cs[i].key, MRFS_KEY_LEN);
 		if (c.len > MRFS_CHUNK_MAX || (rc = chunk_read_check(store, &c, buf))) {
 			rc = -EIO; /* a damaged chunk stays where verify finds it */
@@ -2277,7 +2269,7 @@ static int gc_rewrite(struct mrfs_store *store, const struct gc_pack *p, uint8_t
 	if ((rc = mdb_err(mdb_txn_begin(store->env, NULL, 0, &txn))))
 		goto out_give;
 	for (size_t i = 0; i < n && !rc; i++) {
-		MDB_val k = { MRFS_KEY_LEN, cs[i].key }, v;
+		MDB_val k = {MRFS_KEY_LEN, cs[i].key}, v;
 		struct chunk_val cur;
 		if (mdb_get(txn, store->dbi[DB_CHUNKS], &k, &v) || v.mv_size != sizeof(cur))
 			continue;

@@ -9,11 +9,11 @@
 #include <stdbool.h>
 
 struct mrfs_mount_opts {
-	const char *store_dir;	/* the store (created when absent) */
+	const char *store_dir; /* the store (created when absent) */
 	const char *mountpoint;
-	const char *fuse_opts;	/* comma-separated -o options, or NULL */
-	bool foreground;	/* else daemonize once the mount is ready */
-	bool debug;		/* libfuse's debug output */
+	const char *fuse_opts;	 /* comma-separated -o options, or NULL */
+	bool foreground;	 /* else daemonize once the mount is ready */
+	bool debug;		 /* libfuse's debug output */
 	const char *admin_group; /* may change protected aliases and policy */
 };
 

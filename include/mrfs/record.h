@@ -17,7 +17,7 @@
 
 struct mrfs_doc;
 
-struct mrfs_doc *mrfs_doc_new(void);       /* an empty object */
+struct mrfs_doc *mrfs_doc_new(void);	   /* an empty object */
 struct mrfs_doc *mrfs_doc_new_array(void); /* an empty array */
 void mrfs_doc_free(struct mrfs_doc *doc);
 

@@ -31,8 +31,8 @@
 
 #include "mrfs/store.h"
 
-#define MRFS_NAME_MAX 64
-#define MRFS_USER_MAX 32
+#define MRFS_NAME_MAX	   64
+#define MRFS_USER_MAX	   32
 #define MRFS_PATH_NAME_MAX 255
 
 struct mrfs_registry;
@@ -60,9 +60,9 @@ struct mrfs_stamp {
 
 struct mrfs_model {
 	uint64_t id;
-	uint32_t uid, gid, mode;  /* of the model directory */
-	uint32_t max_version;	  /* highest version number ever created */
-	uint32_t latest;	  /* highest sealed version, 0 when none */
+	uint32_t uid, gid, mode; /* of the model directory */
+	uint32_t max_version;	 /* highest version number ever created */
+	uint32_t latest;	 /* highest sealed version, 0 when none */
 	uint32_t nversions;
 	uint32_t naliases;
 	int64_t mtime_ns, ctime_ns;
@@ -80,9 +80,9 @@ struct mrfs_version {
 	uint32_t state; /* enum mrfs_vstate */
 	struct mrfs_stamp created;
 	struct mrfs_stamp sealed;
-	uint64_t size;			/* sealed: bytes of all files */
-	uint32_t nfiles;		/* sealed: number of files */
-	uint8_t digest[MRFS_KEY_LEN];	/* sealed: over paths, modes, contents */
+	uint64_t size;		      /* sealed: bytes of all files */
+	uint32_t nfiles;	      /* sealed: number of files */
+	uint8_t digest[MRFS_KEY_LEN]; /* sealed: over paths, modes, contents */
 };
 
 struct mrfs_node {
@@ -130,38 +130,35 @@ int mrfs_version_get(struct mrfs_txn *txn, uint64_t vid, struct mrfs_version *v)
 int mrfs_version_by_number(struct mrfs_txn *txn, uint64_t model, uint32_t n,
 			   struct mrfs_version *v);
 int mrfs_node_get(struct mrfs_txn *txn, uint64_t id, struct mrfs_node *nd);
-int mrfs_node_lookup(struct mrfs_txn *txn, uint64_t parent, const char *name,
-		     struct mrfs_node *nd);
+int mrfs_node_lookup(struct mrfs_txn *txn, uint64_t parent, const char *name, struct mrfs_node *nd);
 /* The target of symlink node @id into @buf (NUL-terminated). */
 int mrfs_node_readlink(struct mrfs_txn *txn, uint64_t id, char *buf, size_t size);
-int mrfs_alias_get(struct mrfs_txn *txn, uint64_t model, const char *name,
-		   struct mrfs_alias *a);
+int mrfs_alias_get(struct mrfs_txn *txn, uint64_t model, const char *name, struct mrfs_alias *a);
 /* The alias with id @id and its model. An alias removed or replaced since
  * answers with its last target and an empty name (a path walk may hold it
  * for a moment after it moved). */
-int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model,
-		     struct mrfs_alias *a);
+int mrfs_alias_by_id(struct mrfs_txn *txn, uint64_t id, uint64_t *model, struct mrfs_alias *a);
 
 /* Walks: @fn returns 0 to go on, 1 to stop, or -errno. Starting after
  * @after (a name, or NULL / 0 for the beginning). */
 typedef int (*mrfs_model_fn)(void *ctx, const struct mrfs_model *m);
 int mrfs_models_walk(struct mrfs_txn *txn, const char *after, mrfs_model_fn fn, void *ctx);
 typedef int (*mrfs_version_fn)(void *ctx, const struct mrfs_version *v);
-int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after,
-		       mrfs_version_fn fn, void *ctx);
+int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after, mrfs_version_fn fn,
+		       void *ctx);
 /* Numbers and ids of @model's versions only, in order (reads no record). */
 typedef int (*mrfs_version_id_fn)(void *ctx, uint32_t n, uint64_t vid);
 int mrfs_version_ids_walk(struct mrfs_txn *txn, uint64_t model, mrfs_version_id_fn fn, void *ctx);
 typedef int (*mrfs_alias_fn)(void *ctx, const struct mrfs_alias *a);
-int mrfs_aliases_walk(struct mrfs_txn *txn, uint64_t model, const char *after,
-		      mrfs_alias_fn fn, void *ctx);
+int mrfs_aliases_walk(struct mrfs_txn *txn, uint64_t model, const char *after, mrfs_alias_fn fn,
+		      void *ctx);
 typedef int (*mrfs_dirent_fn)(void *ctx, const char *name, uint64_t id);
-int mrfs_dir_walk(struct mrfs_txn *txn, uint64_t dir, const char *after,
-		  mrfs_dirent_fn fn, void *ctx);
+int mrfs_dir_walk(struct mrfs_txn *txn, uint64_t dir, const char *after, mrfs_dirent_fn fn,
+		  void *ctx);
 /* Events of @model (0: every event) from seq @from on, as JSON lines. */
 typedef int (*mrfs_event_fn)(void *ctx, uint64_t seq, const char *line, size_t len);
-int mrfs_events_walk(struct mrfs_txn *txn, uint64_t model, uint64_t from,
-		     mrfs_event_fn fn, void *ctx);
+int mrfs_events_walk(struct mrfs_txn *txn, uint64_t model, uint64_t from, mrfs_event_fn fn,
+		     void *ctx);
 /*
  * Every alias of every model, in model id order: @fn gets the model id and
  * the alias. For the serving view.
@@ -177,8 +174,8 @@ int mrfs_alias_name_by_id(struct mrfs_txn *txn, uint64_t id, char name[MRFS_NAME
  * The aliases of @model as they were at @time_ns, replayed from its history:
  * @fn gets each with its version (only name and version are filled in).
  */
-int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns,
-		    mrfs_alias_fn fn, void *ctx);
+int mrfs_aliases_at(struct mrfs_txn *txn, uint64_t model, int64_t time_ns, mrfs_alias_fn fn,
+		    void *ctx);
 
 /* The seq the next event will get (events so far are 1 .. it - 1). */
 uint64_t mrfs_events_next(struct mrfs_txn *txn);
@@ -192,8 +189,7 @@ typedef int (*mrfs_file_fn)(void *ctx, const char *path, const struct mrfs_node 
 int mrfs_version_files(struct mrfs_txn *txn, uint64_t vid, mrfs_file_fn fn, void *ctx);
 
 /* The store file behind @nd, loaded, or NULL for an empty file. */
-int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd,
-		      struct mrfs_file **out);
+int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd, struct mrfs_file **out);
 
 /* The records SPEC shows as versions/<n>.json and /models/<m>.json: new
  * JSON text (free()) and its length. Errors: -ENOENT, -ENOMEM, -EIO. */
@@ -210,31 +206,29 @@ int mrfs_model_record(struct mrfs_txn *txn, uint64_t model, char **out, size_t *
  * Nothing changes when the document equals the record. Errors: -EINVAL
  * (with why), -EACCES, -ENOENT, -ENOSPC.
  */
-int mrfs_version_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			uint64_t vid, const char *text, size_t len, struct mrfs_err *err);
-int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t model, const char *text, size_t len, struct mrfs_err *err);
+int mrfs_version_update(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t vid,
+			const char *text, size_t len, struct mrfs_err *err);
+int mrfs_model_update(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		      const char *text, size_t len, struct mrfs_err *err);
 
 /* ---- changes (each one transaction with its history event) ----------- */
 
-int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      const char *name, uint32_t mode, struct mrfs_model *out,
+int mrfs_model_create(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *name,
+		      uint32_t mode, struct mrfs_model *out, struct mrfs_err *err);
+int mrfs_model_rename(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *from,
+		      const char *to, bool noreplace, struct mrfs_err *err);
+int mrfs_model_delete(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *name,
 		      struct mrfs_err *err);
-int mrfs_model_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      const char *from, const char *to, bool noreplace,
-		      struct mrfs_err *err);
-int mrfs_model_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      const char *name, struct mrfs_err *err);
 /* Change mode/owner of a model directory (@mode, @uid, @gid: -1 to keep). */
-int mrfs_model_setattr(struct mrfs_registry *reg, uint64_t model, int64_t mode,
-		       int64_t uid, int64_t gid, struct mrfs_model *out);
+int mrfs_model_setattr(struct mrfs_registry *reg, uint64_t model, int64_t mode, int64_t uid,
+		       int64_t gid, struct mrfs_model *out);
 
-int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			uint64_t model, const char *number, uint32_t mode,
-			struct mrfs_version *out, struct mrfs_err *err);
+int mrfs_version_create(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+			const char *number, uint32_t mode, struct mrfs_version *out,
+			struct mrfs_err *err);
 /* Delete draft @vid (empty of files), or any version when @force (CLI). */
-int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			uint64_t vid, struct mrfs_err *err);
+int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t vid,
+			struct mrfs_err *err);
 /*
  * Delete version @n of @model whatever its state (the CLI's `delete`):
  * its files' references are dropped (gc reclaims the bytes), `latest` moves
@@ -242,17 +236,16 @@ int mrfs_version_delete(struct mrfs_registry *reg, const struct mrfs_caller *who
  * with -EBUSY while an alias points at it; -ENOENT when there is no such
  * version.
  */
-int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who,
-			const char *model, uint32_t n, struct mrfs_err *err);
+int mrfs_version_remove(struct mrfs_registry *reg, const struct mrfs_caller *who, const char *model,
+			uint32_t n, struct mrfs_err *err);
 
 /* Seal draft @vid and, with @mode >= 0, give its directory that mode in
  * the same transaction (chmod a-w). -EBUSY when @busy says a file of it is
  * open for writing (@busy may be NULL): then nothing changes. Sealing a
  * sealed version is a no-op. */
 typedef bool (*mrfs_busy_fn)(void *ctx, uint64_t vid);
-int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t vid, int64_t mode, mrfs_busy_fn busy, void *busy_ctx,
-		      struct mrfs_err *err);
+int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t vid,
+		      int64_t mode, mrfs_busy_fn busy, void *busy_ctx, struct mrfs_err *err);
 
 /*
  * Point alias @name of @model at the version named by @target (the forms
@@ -260,28 +253,25 @@ int mrfs_version_seal(struct mrfs_registry *reg, const struct mrfs_caller *who,
  * targets). Creates the alias (-EEXIST if it exists and !@replace) or
  * moves it; seals the version if it is a draft (-EBUSY as for sealing).
  */
-int mrfs_alias_set(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		   uint64_t model, const char *name, const char *target,
-		   const char *mountpoint, mrfs_busy_fn busy, void *busy_ctx,
-		   struct mrfs_alias *out, struct mrfs_err *err);
+int mrfs_alias_set(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		   const char *name, const char *target, const char *mountpoint, mrfs_busy_fn busy,
+		   void *busy_ctx, struct mrfs_alias *out, struct mrfs_err *err);
 /* Rename alias @from to @to in @model: @to takes @from's target. */
-int mrfs_alias_rename(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t model, const char *from, const char *to,
-		      bool noreplace, struct mrfs_err *err);
-int mrfs_alias_delete(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		      uint64_t model, const char *name, struct mrfs_err *err);
+int mrfs_alias_rename(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		      const char *from, const char *to, bool noreplace, struct mrfs_err *err);
+int mrfs_alias_delete(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t model,
+		      const char *name, struct mrfs_err *err);
 
 /* Inside a draft: make a file, directory or symlink (@target) in @parent. */
-int mrfs_node_create(struct mrfs_registry *reg, const struct mrfs_caller *who,
-		     uint64_t parent, const char *name, uint32_t mode,
-		     const char *target, struct mrfs_node *out, struct mrfs_err *err);
+int mrfs_node_create(struct mrfs_registry *reg, const struct mrfs_caller *who, uint64_t parent,
+		     const char *name, uint32_t mode, const char *target, struct mrfs_node *out,
+		     struct mrfs_err *err);
 /* Remove @name from @parent: a file or symlink (@dir false) or an empty
  * directory (@dir true). */
-int mrfs_node_remove(struct mrfs_registry *reg, uint64_t parent, const char *name,
-		     bool dir, struct mrfs_err *err);
-int mrfs_node_rename(struct mrfs_registry *reg, uint64_t parent, const char *name,
-		     uint64_t newparent, const char *newname, unsigned flags,
+int mrfs_node_remove(struct mrfs_registry *reg, uint64_t parent, const char *name, bool dir,
 		     struct mrfs_err *err);
+int mrfs_node_rename(struct mrfs_registry *reg, uint64_t parent, const char *name,
+		     uint64_t newparent, const char *newname, unsigned flags, struct mrfs_err *err);
 
 /* What mrfs_node_setattr changes: the MRFS_SET_* bits of @set. */
 #define MRFS_SET_MODE  1u
@@ -291,17 +281,15 @@ int mrfs_node_rename(struct mrfs_registry *reg, uint64_t parent, const char *nam
 #define MRFS_SET_ATIME 16u
 #define MRFS_SET_MTIME 32u
 int mrfs_node_setattr(struct mrfs_registry *reg, uint64_t id, unsigned set,
-		      const struct mrfs_node *attr, struct mrfs_node *out,
-		      struct mrfs_err *err);
+		      const struct mrfs_node *attr, struct mrfs_node *out, struct mrfs_err *err);
 /*
  * Give node @id new content: the file @writer becomes (finished inside the
  * transaction), @size bytes, modified at @mtime_ns. The old content is
  * dropped. -ENOENT when the node is gone (the writer is aborted), -EROFS
  * when its version was sealed meanwhile.
  */
-int mrfs_node_commit(struct mrfs_registry *reg, uint64_t id,
-		     struct mrfs_writer *writer, int64_t mtime_ns,
-		     struct mrfs_node *out, struct mrfs_err *err);
+int mrfs_node_commit(struct mrfs_registry *reg, uint64_t id, struct mrfs_writer *writer,
+		     int64_t mtime_ns, struct mrfs_node *out, struct mrfs_err *err);
 
 /* The current time in ns since the epoch. */
 int64_t mrfs_now_ns(void);

@@ -50,7 +50,7 @@
 /* The default LMDB map size: sparse on 64-bit, so large costs nothing. */
 #define MRFS_MAP_SIZE_DEFAULT (64ull << 30)
 
-#define MRFS_KEY_LEN 16
+#define MRFS_KEY_LEN	16
 #define MRFS_SECRET_LEN 32
 
 struct mrfs_store;
@@ -63,9 +63,9 @@ typedef void (*mrfs_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 /* One chunk of a file, as the readers see it. */
 struct mrfs_chunk {
 	uint8_t key[MRFS_KEY_LEN];
-	uint64_t off;     /* offset of the chunk inside the file */
-	uint32_t len;     /* its length */
-	uint32_t pack;    /* where its bytes are, filled by mrfs_store_file_get */
+	uint64_t off;  /* offset of the chunk inside the file */
+	uint32_t len;  /* its length */
+	uint32_t pack; /* where its bytes are, filled by mrfs_store_file_get */
 	uint64_t pack_off;
 };
 
@@ -92,17 +92,17 @@ struct mrfs_segment {
 
 struct mrfs_store_options {
 	uint64_t map_size; /* 0: MRFS_MAP_SIZE_DEFAULT */
-	bool read_only;    /* open the environment MDB_RDONLY */
+	bool read_only;	   /* open the environment MDB_RDONLY */
 };
 
 struct mrfs_store_stats {
 	uint64_t logical_bytes; /* sum of size x references over all files */
-	uint64_t stored_bytes;  /* sum of the lengths of all indexed chunks */
-	uint64_t chunks;        /* indexed chunks, referenced or not */
-	uint64_t dead_chunks;   /* of those, chunks with no reference */
+	uint64_t stored_bytes;	/* sum of the lengths of all indexed chunks */
+	uint64_t chunks;	/* indexed chunks, referenced or not */
+	uint64_t dead_chunks;	/* of those, chunks with no reference */
 	uint64_t files;
-	uint64_t packs;         /* pack files in packs/ */
-	uint64_t pack_bytes;    /* their total size, garbage included */
+	uint64_t packs;	     /* pack files in packs/ */
+	uint64_t pack_bytes; /* their total size, garbage included */
 };
 
 /*
@@ -166,8 +166,7 @@ uint64_t mrfs_writer_size(const struct mrfs_writer *w);
  * only if @txn commits. Frees @w in every case.
  * Errors: -ENOSPC, -EIO.
  */
-int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn,
-		       uint64_t *id);
+int mrfs_writer_finish(struct mrfs_writer *w, struct mrfs_txn *txn, uint64_t *id);
 
 /* Cut what is buffered and flush the stream's pack bytes to disk, so that
  * mrfs_writer_finish has only index work left (call it outside the write
@@ -184,8 +183,8 @@ int mrfs_writer_spill(struct mrfs_writer *w, int fd);
 void mrfs_writer_abort(struct mrfs_writer *w);
 
 /* Convenience: write @len bytes of @buf as a whole file inside @txn. */
-int mrfs_store_put(struct mrfs_store *store, struct mrfs_txn *txn,
-		   const void *buf, size_t len, uint64_t *id);
+int mrfs_store_put(struct mrfs_store *store, struct mrfs_txn *txn, const void *buf, size_t len,
+		   uint64_t *id);
 
 /* ---- files ------------------------------------------------------------ */
 
@@ -194,8 +193,7 @@ int mrfs_store_put(struct mrfs_store *store, struct mrfs_txn *txn,
  * Errors: -ENOENT (no such file), -EIO (a chunk missing from the index:
  * the store is damaged), -ENOMEM.
  */
-int mrfs_store_file_get(struct mrfs_txn *txn, uint64_t id,
-			struct mrfs_file **out);
+int mrfs_store_file_get(struct mrfs_txn *txn, uint64_t id, struct mrfs_file **out);
 
 /* Take one more reference on file @id (it is then deleted once more). */
 int mrfs_store_file_ref(struct mrfs_txn *txn, uint64_t id);
@@ -224,8 +222,8 @@ uint32_t mrfs_file_chunk_at(const struct mrfs_file *f, uint64_t off);
  * number of bytes read (short only at end of file), or -EIO (bytes that do
  * not match their key, or a pack that cannot be read).
  */
-ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
-			uint64_t off, size_t len, void *buf);
+ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f, uint64_t off,
+			size_t len, void *buf);
 
 /*
  * Describe the bytes [@off, @off + @len) of @f as at most @max pack file
@@ -234,9 +232,8 @@ ssize_t mrfs_store_read(struct mrfs_store *store, const struct mrfs_file *f,
  * unless @max was too small or the file ended). The fds belong to the store
  * and stay open until it closes. Errors: -EIO.
  */
-int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f,
-			uint64_t off, size_t len, struct mrfs_segment *segs,
-			int max, int *n);
+int mrfs_store_segments(struct mrfs_store *store, const struct mrfs_file *f, uint64_t off,
+			size_t len, struct mrfs_segment *segs, int max, int *n);
 
 /* ---- checking and accounting ----------------------------------------- */
 
@@ -293,19 +290,19 @@ void mrfs_key_hex(const uint8_t key[MRFS_KEY_LEN], char hex[2 * MRFS_KEY_LEN + 1
 size_t mrfs_chunk_cut(const uint8_t *buf, size_t len);
 
 /* The key of a chunk in @store: XXH3-128 under the store's secret. */
-void mrfs_store_chunk_key(const struct mrfs_store *store, const void *buf,
-			  size_t len, uint8_t key[MRFS_KEY_LEN]);
+void mrfs_store_chunk_key(const struct mrfs_store *store, const void *buf, size_t len,
+			  uint8_t key[MRFS_KEY_LEN]);
 
 /* ---- key/value records for the registry ------------------------------ */
 
 /* The named databases of the environment open to the registry. */
 enum mrfs_db {
-	MRFS_DB_META,     /* small named values */
-	MRFS_DB_MODELS,   /* registry: models */
+	MRFS_DB_META,	  /* small named values */
+	MRFS_DB_MODELS,	  /* registry: models */
 	MRFS_DB_VERSIONS, /* registry: versions */
-	MRFS_DB_NODES,    /* registry: files and directories of versions */
+	MRFS_DB_NODES,	  /* registry: files and directories of versions */
 	MRFS_DB_ALIASES,  /* registry: aliases */
-	MRFS_DB_EVENTS,   /* registry: history, keyed by big-endian seq */
+	MRFS_DB_EVENTS,	  /* registry: history, keyed by big-endian seq */
 	MRFS_DB_COUNT
 };
 
@@ -317,17 +314,16 @@ struct mrfs_val {
 };
 
 /* Get the value of @key. Errors: -ENOENT, -EIO. */
-int mrfs_kv_get(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
-		size_t klen, struct mrfs_val *val);
+int mrfs_kv_get(struct mrfs_txn *txn, enum mrfs_db db, const void *key, size_t klen,
+		struct mrfs_val *val);
 
 /* Set @key to @val (replacing it). Errors: -ENOSPC, -EIO, -EINVAL (key
  * empty or over 511 bytes). */
-int mrfs_kv_put(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
-		size_t klen, const void *val, size_t vlen);
+int mrfs_kv_put(struct mrfs_txn *txn, enum mrfs_db db, const void *key, size_t klen,
+		const void *val, size_t vlen);
 
 /* Delete @key. Errors: -ENOENT, -ENOSPC, -EIO. */
-int mrfs_kv_del(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
-		size_t klen);
+int mrfs_kv_del(struct mrfs_txn *txn, enum mrfs_db db, const void *key, size_t klen);
 
 /*
  * Call @fn for each record whose key starts with @prefix (@plen may be 0
@@ -336,13 +332,12 @@ int mrfs_kv_del(struct mrfs_txn *txn, enum mrfs_db db, const void *key,
  * and return it. The records must not be changed during the walk.
  */
 typedef int (*mrfs_kv_fn)(void *ctx, struct mrfs_val key, struct mrfs_val val);
-int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
-		 size_t plen, const void *from, size_t flen, mrfs_kv_fn fn,
-		 void *ctx);
+int mrfs_kv_scan(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix, size_t plen,
+		 const void *from, size_t flen, mrfs_kv_fn fn, void *ctx);
 
 /* The last record of @db whose key starts with @prefix. Errors: -ENOENT. */
-int mrfs_kv_last(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix,
-		 size_t plen, struct mrfs_val *key, struct mrfs_val *val);
+int mrfs_kv_last(struct mrfs_txn *txn, enum mrfs_db db, const void *prefix, size_t plen,
+		 struct mrfs_val *key, struct mrfs_val *val);
 
 /* Next value of the 64-bit counter @name in MRFS_DB_META (first is 1). */
 int mrfs_kv_next_id(struct mrfs_txn *txn, const char *name, uint64_t *id);

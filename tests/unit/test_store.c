@@ -24,8 +24,8 @@
 #include "mrfs/store.h"
 #include "unit.h"
 
-#define KiB (1024ull)
-#define MiB (1024ull * 1024)
+#define KiB	      (1024ull)
+#define MiB	      (1024ull * 1024)
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Slack allowed in pack_bytes when nothing new should have been written
@@ -70,8 +70,7 @@ static bool tstore_new(struct tstore *t, const struct mrfs_store_options *opts)
 }
 
 /* Close the store and open it again. */
-static bool tstore_reopen(struct tstore *t,
-			  const struct mrfs_store_options *opts)
+static bool tstore_reopen(struct tstore *t, const struct mrfs_store_options *opts)
 {
 	mrfs_store_close(t->st);
 	t->st = NULL;
@@ -92,8 +91,8 @@ static void tstore_free(struct tstore *t)
  * finished inside the transaction, then commit. Failures are reported.
  * Returns 0 with *@id set, or the first error.
  */
-static int store_buf(struct mrfs_store *st, const uint8_t *buf, size_t len,
-		     const size_t *pieces, size_t npieces, uint64_t *id)
+static int store_buf(struct mrfs_store *st, const uint8_t *buf, size_t len, const size_t *pieces,
+		     size_t npieces, uint64_t *id)
 {
 	struct mrfs_txn *txn;
 	struct mrfs_writer *w;
@@ -134,8 +133,7 @@ out_abort_txn:
 }
 
 /* store_buf in the uneven pieces. */
-static int store_uneven(struct mrfs_store *st, const uint8_t *buf, size_t len,
-			uint64_t *id)
+static int store_uneven(struct mrfs_store *st, const uint8_t *buf, size_t len, uint64_t *id)
 {
 	return store_buf(st, buf, len, uneven, ARRAY_SIZE(uneven), id);
 }
@@ -146,8 +144,8 @@ static int store_uneven(struct mrfs_store *st, const uint8_t *buf, size_t len,
  * reported (callers decide what an error means, and threads may call it);
  * *@step names the call that failed. Returns 0 or its error.
  */
-static int store_stream(struct mrfs_store *st, uint64_t seed, uint64_t len,
-			size_t piece, uint64_t *id, const char **step)
+static int store_stream(struct mrfs_store *st, uint64_t seed, uint64_t len, size_t piece,
+			uint64_t *id, const char **step)
 {
 	struct mrfs_writer *w;
 	struct mrfs_txn *txn;
@@ -227,8 +225,8 @@ static int file_get_rc(struct mrfs_store *st, uint64_t id)
 
 /* Run @op (mrfs_store_file_ref or _unref) on @id in a write transaction
  * and commit it. */
-static int file_op_commit(struct mrfs_store *st,
-			  int (*op)(struct mrfs_txn *, uint64_t), uint64_t id)
+static int file_op_commit(struct mrfs_store *st, int (*op)(struct mrfs_txn *, uint64_t),
+			  uint64_t id)
 {
 	struct mrfs_txn *txn;
 	int rc;
@@ -252,11 +250,10 @@ static bool get_stats(struct mrfs_store *st, struct mrfs_store_stats *s)
 
 static void note_stats(const char *what, const struct mrfs_store_stats *s)
 {
-	NOTE("%s: logical %" PRIu64 " stored %" PRIu64 " chunks %" PRIu64
-	     " dead %" PRIu64 " files %" PRIu64 " packs %" PRIu64
-	     " pack_bytes %" PRIu64,
-	     what, s->logical_bytes, s->stored_bytes, s->chunks, s->dead_chunks,
-	     s->files, s->packs, s->pack_bytes);
+	NOTE("%s: logical %" PRIu64 " stored %" PRIu64 " chunks %" PRIu64 " dead %" PRIu64
+	     " files %" PRIu64 " packs %" PRIu64 " pack_bytes %" PRIu64,
+	     what, s->logical_bytes, s->stored_bytes, s->chunks, s->dead_chunks, s->files, s->packs,
+	     s->pack_bytes);
 }
 
 /* The verify callback's record: every file id reported. */
@@ -289,7 +286,7 @@ static bool vlog_has(const struct vlog *v, uint64_t id)
 /* mrfs_store_verify finds nothing, and says nothing. */
 static bool verify_clean(struct mrfs_store *st)
 {
-	struct vlog v = { 0 };
+	struct vlog v = {0};
 	bool ok;
 
 	ok = CHECK_RC(mrfs_store_verify(st, vlog_fn, &v), 0);
@@ -318,8 +315,8 @@ static uint32_t chunk_index(const struct mrfs_file *f, uint64_t off)
  * NULL, against its content: each key is the store's key of its bytes and
  * each cut is where mrfs_chunk_cut cuts, whatever the writes were.
  */
-static bool check_layout(struct mrfs_store *st, const struct mrfs_file *f,
-			 const uint8_t *buf, uint64_t size)
+static bool check_layout(struct mrfs_store *st, const struct mrfs_file *f, const uint8_t *buf,
+			 uint64_t size)
 {
 	uint8_t key[MRFS_KEY_LEN];
 	uint64_t off = 0;
@@ -338,15 +335,13 @@ static bool check_layout(struct mrfs_store *st, const struct mrfs_file *f,
 		if (ok && buf && off + c->len <= size) {
 			mrfs_store_chunk_key(st, buf + off, c->len, key);
 			ok &= CHECK_MEM(c->key, key, MRFS_KEY_LEN);
-			ok &= CHECK_EQ(mrfs_chunk_cut(buf + off, size - off),
-				       c->len);
+			ok &= CHECK_EQ(mrfs_chunk_cut(buf + off, size - off), c->len);
 		}
 		off += c->len;
 	}
 	ok &= CHECK_EQ(off, size);
 	if (!ok)
-		FAIL("bad layout of file %" PRIu64 " (%" PRIu64
-		     " bytes, %u chunks), at chunk %u",
+		FAIL("bad layout of file %" PRIu64 " (%" PRIu64 " bytes, %u chunks), at chunk %u",
 		     f->id, f->size, f->nchunks, i ? i - 1 : 0);
 	return ok;
 }
@@ -361,8 +356,7 @@ static bool same_content(const struct mrfs_file *f, const struct mrfs_file *g)
 	ok &= CHECK_MEM(g->digest, f->digest, MRFS_KEY_LEN);
 	ok &= CHECK_EQ(g->nchunks, f->nchunks);
 	for (i = 0; ok && i < f->nchunks; i++) {
-		ok &= CHECK_MEM(g->chunks[i].key, f->chunks[i].key,
-				MRFS_KEY_LEN);
+		ok &= CHECK_MEM(g->chunks[i].key, f->chunks[i].key, MRFS_KEY_LEN);
 		ok &= CHECK_EQ(g->chunks[i].len, f->chunks[i].len);
 	}
 	return ok;
@@ -376,8 +370,7 @@ static bool check_digest(const uint8_t *digest, const void *buf, size_t len)
 	XXH128_canonical_t canon;
 
 	XXH128_canonicalFromHash(&canon, h);
-	if (!memcmp(digest, canon.digest, MRFS_KEY_LEN) ||
-	    !memcmp(digest, &h, MRFS_KEY_LEN))
+	if (!memcmp(digest, canon.digest, MRFS_KEY_LEN) || !memcmp(digest, &h, MRFS_KEY_LEN))
 		return true;
 	FAIL("the digest of %zu bytes is not their XXH3-128", len);
 	return false;
@@ -393,9 +386,8 @@ static size_t expect_len(const struct mrfs_file *f, uint64_t off, size_t len)
 
 /* mrfs_store_read of [@off, @off + @len) gives the bytes of @buf. @out has
  * room for @len bytes. */
-static bool check_read(struct mrfs_store *st, const struct mrfs_file *f,
-		       const uint8_t *buf, uint64_t off, size_t len,
-		       uint8_t *out)
+static bool check_read(struct mrfs_store *st, const struct mrfs_file *f, const uint8_t *buf,
+		       uint64_t off, size_t len, uint8_t *out)
 {
 	size_t want = expect_len(f, off, len);
 	ssize_t n;
@@ -404,13 +396,11 @@ static bool check_read(struct mrfs_store *st, const struct mrfs_file *f,
 	if (n != (ssize_t)want) {
 		FAIL("mrfs_store_read(off %" PRIu64 ", len %zu) of a %" PRIu64
 		     "-byte file returned %zd (%s), expected %zu",
-		     off, len, f->size, n, n < 0 ? strerror((int)-n) : "",
-		     want);
+		     off, len, f->size, n, n < 0 ? strerror((int)-n) : "", want);
 		return false;
 	}
 	if (memcmp(out, buf + off, want) != 0) {
-		FAIL("mrfs_store_read(off %" PRIu64 ", len %zu): wrong bytes",
-		     off, len);
+		FAIL("mrfs_store_read(off %" PRIu64 ", len %zu): wrong bytes", off, len);
 		return CHECK_MEM(out, buf + off, want);
 	}
 	return true;
@@ -422,9 +412,8 @@ static bool check_read(struct mrfs_store *st, const struct mrfs_file *f,
  * chunks touched) whose bytes, read with pread, are those of @buf. @out
  * has room for @len bytes.
  */
-static bool check_segments(struct mrfs_store *st, const struct mrfs_file *f,
-			   const uint8_t *buf, uint64_t off, size_t len,
-			   int max, uint8_t *out)
+static bool check_segments(struct mrfs_store *st, const struct mrfs_file *f, const uint8_t *buf,
+			   uint64_t off, size_t len, int max, uint8_t *out)
 {
 	size_t want = expect_len(f, off, len), got = 0;
 	struct mrfs_segment *segs;
@@ -436,8 +425,7 @@ static bool check_segments(struct mrfs_store *st, const struct mrfs_file *f,
 	if (!CHECK(segs))
 		return false;
 	if (want)
-		touched = chunk_index(f, off + want - 1) - chunk_index(f, off) +
-			  1;
+		touched = chunk_index(f, off + want - 1) - chunk_index(f, off) + 1;
 	rc = mrfs_store_segments(st, f, off, len, segs, max, &n);
 	if (rc) {
 		FAIL("mrfs_store_segments(off %" PRIu64 ", len %zu, max %d) "
@@ -462,8 +450,8 @@ static bool check_segments(struct mrfs_store *st, const struct mrfs_file *f,
 		if (r != (ssize_t)segs[i].len) {
 			FAIL("pread of segment %d (fd %d, off %jd, len %zu): %zd "
 			     "(%s)",
-			     i, segs[i].fd, (intmax_t)segs[i].off, segs[i].len,
-			     r, r < 0 ? strerror(errno) : "short");
+			     i, segs[i].fd, (intmax_t)segs[i].off, segs[i].len, r,
+			     r < 0 ? strerror(errno) : "short");
 			ok = false;
 			break;
 		}
@@ -488,8 +476,8 @@ out_free_segs:
 
 /* Read @f through every path: whole, at random ranges, across each chunk
  * boundary, past its end, and as segments. */
-static bool check_reads(struct mrfs_store *st, const struct mrfs_file *f,
-			const uint8_t *buf, struct unit_rng *rng)
+static bool check_reads(struct mrfs_store *st, const struct mrfs_file *f, const uint8_t *buf,
+			struct unit_rng *rng)
 {
 	const uint64_t size = f->size;
 	size_t cap = size + 64 * KiB;
@@ -569,15 +557,15 @@ static bool check_reads(struct mrfs_store *st, const struct mrfs_file *f,
 static void test_roundtrip(void)
 {
 	static const uint64_t sizes[] = {
-		0,
-		1,
-		MRFS_CHUNK_MIN - 1,
-		MRFS_CHUNK_MIN,
-		MRFS_CHUNK_MIN + 1,
-		MRFS_CHUNK_MAX - 1,
-		MRFS_CHUNK_MAX,
-		MRFS_CHUNK_MAX + 1,
-		40 * MiB + 12345,
+	    0,
+	    1,
+	    MRFS_CHUNK_MIN - 1,
+	    MRFS_CHUNK_MIN,
+	    MRFS_CHUNK_MIN + 1,
+	    MRFS_CHUNK_MAX - 1,
+	    MRFS_CHUNK_MAX,
+	    MRFS_CHUNK_MAX + 1,
+	    40 * MiB + 12345,
 	};
 	uint8_t digests[ARRAY_SIZE(sizes)][MRFS_KEY_LEN];
 	const size_t big = 40 * MiB + 12345;
@@ -626,19 +614,16 @@ static void test_roundtrip(void)
 
 		/* and through mrfs_store_put */
 		if (ok && CHECK_RC(mrfs_txn_begin(t.st, true, &txn), 0)) {
-			if (CHECK_RC(mrfs_store_put(t.st, txn, buf, size, &id3),
-				     0))
+			if (CHECK_RC(mrfs_store_put(t.st, txn, buf, size, &id3), 0))
 				ok &= CHECK_RC(mrfs_txn_commit(txn), 0);
 			else
 				mrfs_txn_abort(txn);
 			g = ok ? get_file(t.st, id3) : NULL;
-			ok = ok && g && CHECK(id3 != id && id3 != id2) &&
-			     same_content(f, g);
+			ok = ok && g && CHECK(id3 != id && id3 != id2) && same_content(f, g);
 		}
 		/* different content, different digest */
 		for (j = 0; j < s; j++)
-			ok &= CHECK(memcmp(digests[j], digests[s],
-					   MRFS_KEY_LEN) != 0);
+			ok &= CHECK(memcmp(digests[j], digests[s], MRFS_KEY_LEN) != 0);
 		if (!ok)
 			FAIL("round trip of %" PRIu64 " bytes failed", size);
 		mrfs_file_free(g);
@@ -740,8 +725,7 @@ static void test_cut(void)
 			off4 += c4[j++];
 		}
 	}
-	NOTE("cutting from byte %zu: %zu of %zu chunk ends shared", shift,
-	     common, n4);
+	NOTE("cutting from byte %zu: %zu of %zu chunk ends shared", shift, common, n4);
 	CHECK(common + 2 >= n4);
 out:
 	free(c4);
@@ -773,8 +757,7 @@ static void test_dedup(void)
 
 	if (store_uneven(t.st, buf, len, &id1) || !get_stats(t.st, &s1))
 		goto out;
-	if (store_buf(t.st, buf, len, uneven + 3, ARRAY_SIZE(uneven) - 3,
-		      &id2) ||
+	if (store_buf(t.st, buf, len, uneven + 3, ARRAY_SIZE(uneven) - 3, &id2) ||
 	    !get_stats(t.st, &s2))
 		goto out;
 	note_stats("once", &s1);
@@ -799,8 +782,7 @@ static void test_dedup(void)
 	CHECK_EQ(f1->nchunks, s1.chunks);
 	if (CHECK_EQ(f1->nchunks, f2->nchunks))
 		for (i = 0; i < f1->nchunks; i++)
-			if (!CHECK_MEM(f1->chunks[i].key, f2->chunks[i].key,
-				       MRFS_KEY_LEN))
+			if (!CHECK_MEM(f1->chunks[i].key, f2->chunks[i].key, MRFS_KEY_LEN))
 				break;
 
 	/* a stream repeating one chunk: stored once, referenced right */
@@ -814,8 +796,7 @@ static void test_dedup(void)
 		goto out;
 	for (i = 0; i < fz->nchunks; i++) {
 		for (k = 0; k < i; k++)
-			if (!memcmp(fz->chunks[k].key, fz->chunks[i].key,
-				    MRFS_KEY_LEN))
+			if (!memcmp(fz->chunks[k].key, fz->chunks[i].key, MRFS_KEY_LEN))
 				break;
 		if (k == i) {
 			distinct++;
@@ -833,8 +814,7 @@ static void test_dedup(void)
 	verify_clean(t.st);
 
 	/* dropping it leaves exactly its distinct chunks dead */
-	if (!CHECK_RC(file_op_commit(t.st, mrfs_store_file_unref, idz), 0) ||
-	    !get_stats(t.st, &s4))
+	if (!CHECK_RC(file_op_commit(t.st, mrfs_store_file_unref, idz), 0) || !get_stats(t.st, &s4))
 		goto out;
 	CHECK_EQ(s4.dead_chunks, distinct);
 	CHECK_EQ(s4.chunks, s3.chunks);
@@ -858,8 +838,8 @@ out:
  * by @ins new ones. Only B's first chunk or two may be new; the rest are
  * A's.
  */
-static void check_edit(const uint8_t *a, size_t alen, size_t at, size_t del,
-		       size_t ins, struct unit_rng *rng)
+static void check_edit(const uint8_t *a, size_t alen, size_t at, size_t del, size_t ins,
+		       struct unit_rng *rng)
 {
 	const size_t blen = alen - del + ins;
 	struct mrfs_file *fa = NULL, *fb = NULL;
@@ -875,10 +855,8 @@ static void check_edit(const uint8_t *a, size_t alen, size_t at, size_t del,
 	memcpy(b, a, at);
 	unit_fill(400 + ins, 0, b + at, ins);
 	memcpy(b + at + ins, a + at + del, alen - at - del);
-	if (!tstore_new(&t, NULL) || store_uneven(t.st, a, alen, &ida) ||
-	    !get_stats(t.st, &s1) ||
-	    store_buf(t.st, b, blen, uneven + 1, ARRAY_SIZE(uneven) - 1,
-		      &idb) ||
+	if (!tstore_new(&t, NULL) || store_uneven(t.st, a, alen, &ida) || !get_stats(t.st, &s1) ||
+	    store_buf(t.st, b, blen, uneven + 1, ARRAY_SIZE(uneven) - 1, &idb) ||
 	    !get_stats(t.st, &s2))
 		goto out;
 	fa = get_file(t.st, ida);
@@ -973,8 +951,7 @@ static void test_refs(void)
 	CHECK_RC(file_get_rc(t.st, id), 0);
 
 	/* the last unref deletes the file; its chunks stay, dead */
-	if (!CHECK_RC(file_op_commit(t.st, mrfs_store_file_unref, id), 0) ||
-	    !get_stats(t.st, &s1))
+	if (!CHECK_RC(file_op_commit(t.st, mrfs_store_file_unref, id), 0) || !get_stats(t.st, &s1))
 		goto out;
 	CHECK_RC(file_get_rc(t.st, id), -ENOENT);
 	CHECK_EQ(s1.dead_chunks, n);
@@ -1028,8 +1005,7 @@ static void test_refs(void)
 	verify_clean(t.st);
 
 	/* two files sharing chunks: dropping one kills nothing */
-	if (store_uneven(t.st, buf, len, &id3) ||
-	    store_buf(t.st, buf, len, NULL, 0, &id4))
+	if (store_uneven(t.st, buf, len, &id3) || store_buf(t.st, buf, len, NULL, 0, &id4))
 		goto out;
 	CHECK_RC(file_op_commit(t.st, mrfs_store_file_unref, id3), 0);
 	if (get_stats(t.st, &s5)) {
@@ -1056,8 +1032,8 @@ out:
  * content, so no pack naming is assumed); its path in @path. Returns the
  * number of regular files in packs/ (@path empty when none matched).
  */
-static int find_pack(const char *dir, uint64_t off, const uint8_t *want,
-		     size_t len, char *path, size_t size)
+static int find_pack(const char *dir, uint64_t off, const uint8_t *want, size_t len, char *path,
+		     size_t size)
 {
 	char packs[PATH_MAX], p[PATH_MAX];
 	struct dirent *de;
@@ -1078,15 +1054,15 @@ static int find_pack(const char *dir, uint64_t off, const uint8_t *want,
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (!path_join(p, sizeof(p), packs, de->d_name) ||
-		    stat(p, &sb) || !S_ISREG(sb.st_mode))
+		if (!path_join(p, sizeof(p), packs, de->d_name) || stat(p, &sb) ||
+		    !S_ISREG(sb.st_mode))
 			continue;
 		count++;
 		fd = open(p, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (pread(fd, got, len, off) == (ssize_t)len &&
-		    !memcmp(got, want, len) && strlen(p) < size)
+		if (pread(fd, got, len, off) == (ssize_t)len && !memcmp(got, want, len) &&
+		    strlen(p) < size)
 			memcpy(path, p, strlen(p) + 1);
 		close(fd);
 	}
@@ -1121,7 +1097,7 @@ static void test_bitrot(void)
 	char pack[PATH_MAX];
 	struct mrfs_chunk c;
 	uint64_t ida = 0, idb = 0;
-	struct vlog v = { 0 };
+	struct vlog v = {0};
 	uint8_t *a, *b, *out;
 	struct tstore t;
 	int n, rc;
@@ -1136,8 +1112,7 @@ static void test_bitrot(void)
 	unit_fill(8, 0, b, blen);
 	if (!tstore_new(&t, NULL))
 		goto out;
-	if (store_uneven(t.st, a, alen, &ida) ||
-	    store_uneven(t.st, b, blen, &idb))
+	if (store_uneven(t.st, a, alen, &ida) || store_uneven(t.st, b, blen, &idb))
 		goto out;
 	fa = get_file(t.st, ida);
 	if (!fa || !CHECK(fa->nchunks >= 3))
@@ -1148,8 +1123,7 @@ static void test_bitrot(void)
 	/* damage the middle chunk of A, store closed */
 	mrfs_store_close(t.st);
 	t.st = NULL;
-	CHECK(find_pack(t.dir, c.pack_off, a + c.off, c.len, pack,
-			sizeof(pack)) >= 1);
+	CHECK(find_pack(t.dir, c.pack_off, a + c.off, c.len, pack, sizeof(pack)) >= 1);
 	if (!CHECK(pack[0]) || !flip_byte(pack, c.pack_off + c.len / 2))
 		goto out;
 	if (!tstore_reopen(&t, NULL))
@@ -1173,8 +1147,7 @@ static void test_bitrot(void)
 
 	/* the other chunks read right */
 	check_read(t.st, fa, a, 0, c.off, out);
-	check_read(t.st, fa, a, fa->chunks[k - 1].off, fa->chunks[k - 1].len,
-		   out);
+	check_read(t.st, fa, a, fa->chunks[k - 1].off, fa->chunks[k - 1].len, out);
 	check_read(t.st, fa, a, c.off + c.len, alen - c.off - c.len, out);
 	check_segments(t.st, fa, a, 0, fa->chunks[0].len, 4, out);
 	check_segments(t.st, fa, a, c.off + c.len, 4096, 4, out);
@@ -1206,8 +1179,7 @@ struct tfile {
 };
 
 /* Every file of @files reads back as its stream. */
-static bool check_files(struct mrfs_store *st, const struct tfile *files,
-			size_t n)
+static bool check_files(struct mrfs_store *st, const struct tfile *files, size_t n)
 {
 	uint8_t *exp = NULL;
 	size_t i, cap = 0;
@@ -1230,14 +1202,12 @@ static bool check_files(struct mrfs_store *st, const struct tfile *files,
 		if (ok) {
 			uint8_t *out = malloc(files[i].size + 1);
 
-			ok = CHECK(out) &&
-			     check_read(st, f, exp, 0, files[i].size + 1, out);
+			ok = CHECK(out) && check_read(st, f, exp, 0, files[i].size + 1, out);
 			free(out);
 		}
 		mrfs_file_free(f);
 		if (!ok)
-			FAIL("file %zu of %zu (id %" PRIu64 ") is wrong", i, n,
-			     files[i].id);
+			FAIL("file %zu of %zu (id %" PRIu64 ") is wrong", i, n, files[i].id);
 	}
 	free(exp);
 	return ok;
@@ -1246,7 +1216,7 @@ static bool check_files(struct mrfs_store *st, const struct tfile *files,
 static void test_mapfull(void)
 {
 	const uint64_t flen = 4096, max_map = 16 * MiB;
-	struct mrfs_store_options opts = { 0 };
+	struct mrfs_store_options opts = {0};
 	struct tfile *files = NULL, extra;
 	struct mrfs_store_stats s;
 	const char *step = "";
@@ -1270,35 +1240,31 @@ static void test_mapfull(void)
 			goto out;
 		rc = mrfs_store_open(t.dir, &opts, &t.st);
 		if (rc) {
-			NOTE("map_size %" PRIu64 ": open: %s", map,
-			     strerror(-rc));
+			NOTE("map_size %" PRIu64 ": open: %s", map, strerror(-rc));
 			tstore_free(&t);
 			continue;
 		}
 		for (n = 0; n < limit; n++) {
 			files[n].seed = 7000 + n;
 			files[n].size = flen;
-			rc = store_stream(t.st, files[n].seed, flen, flen,
-					  &files[n].id, &step);
+			rc = store_stream(t.st, files[n].seed, flen, flen, &files[n].id, &step);
 			if (rc)
 				break;
 		}
 		last = files[n < limit ? n : 0].id;
 		if (!rc) {
-			FAIL("map_size %" PRIu64 ": %zu files did not fill it",
-			     map, n);
+			FAIL("map_size %" PRIu64 ": %zu files did not fill it", map, n);
 			goto out;
 		}
 		if (n >= 8)
 			break;
-		NOTE("map_size %" PRIu64 ": only %zu files before %s: %s", map,
-		     n, step, strerror(-rc));
+		NOTE("map_size %" PRIu64 ": only %zu files before %s: %s", map, n, step,
+		     strerror(-rc));
 		tstore_free(&t);
 	}
 	if (!CHECK(map <= max_map))
 		goto out;
-	NOTE("map_size %" PRIu64 ": %zu files, then %s: %s", map, n, step,
-	     strerror(-rc));
+	NOTE("map_size %" PRIu64 ": %zu files, then %s: %s", map, n, step, strerror(-rc));
 	if (!CHECK_RC(rc, -ENOSPC))
 		FAIL("the error came from %s", step);
 	if (!strcmp(step, "mrfs_txn_commit"))
@@ -1372,8 +1338,7 @@ static int mode_of(const char *dir, const char *name, mode_t type)
 	char p[PATH_MAX];
 	struct stat sb;
 
-	if (!path_join(p, sizeof(p), dir, name) || lstat(p, &sb) ||
-	    (sb.st_mode & S_IFMT) != type)
+	if (!path_join(p, sizeof(p), dir, name) || lstat(p, &sb) || (sb.st_mode & S_IFMT) != type)
 		return -1;
 	return sb.st_mode & 07777;
 }
@@ -1393,8 +1358,8 @@ static bool packs_on_disk(const char *dir, uint64_t *count, uint64_t *bytes)
 	if (!CHECK(d))
 		return false;
 	while ((de = readdir(d))) {
-		if (path_join(p, sizeof(p), packs, de->d_name) &&
-		    !stat(p, &sb) && S_ISREG(sb.st_mode)) {
+		if (path_join(p, sizeof(p), packs, de->d_name) && !stat(p, &sb) &&
+		    S_ISREG(sb.st_mode)) {
 			++*count;
 			*bytes += sb.st_size;
 		}
@@ -1403,8 +1368,7 @@ static bool packs_on_disk(const char *dir, uint64_t *count, uint64_t *bytes)
 	return true;
 }
 
-static bool stats_equal(const struct mrfs_store_stats *a,
-			const struct mrfs_store_stats *b)
+static bool stats_equal(const struct mrfs_store_stats *a, const struct mrfs_store_stats *b)
 {
 	bool ok = true;
 
@@ -1424,11 +1388,11 @@ static void test_reopen(void)
 	uint8_t k1[MRFS_KEY_LEN], k2[MRFS_KEY_LEN], k3[MRFS_KEY_LEN];
 	uint8_t sec1[2 * MRFS_SECRET_LEN], sec2[2 * MRFS_SECRET_LEN];
 	struct tfile files[3] = {
-		{ .seed = 9, .size = 3 * MiB + 7 },
-		{ .seed = 10, .size = 100 * KiB },
-		{ .seed = 11, .size = 1 },
+	    {.seed = 9, .size = 3 * MiB + 7},
+	    {.seed = 10, .size = 100 * KiB},
+	    {.seed = 11, .size = 1},
 	};
-	struct mrfs_store_options ro = { .read_only = true };
+	struct mrfs_store_options ro = {.read_only = true};
 	struct mrfs_store_stats s1, s2, s3;
 	char secret[PATH_MAX], nothing[PATH_MAX];
 	char hex[2 * MRFS_KEY_LEN + 1], want[2 * MRFS_KEY_LEN + 1];
@@ -1447,8 +1411,8 @@ static void test_reopen(void)
 		goto out;
 	CHECK(!strcmp(mrfs_store_dir(t.st), t.dir));
 	for (i = 0; i < ARRAY_SIZE(files); i++) {
-		rc = store_stream(t.st, files[i].seed, files[i].size, 65536 + 1,
-				  &files[i].id, &step);
+		rc = store_stream(t.st, files[i].seed, files[i].size, 65536 + 1, &files[i].id,
+				  &step);
 		if (!CHECK_RC(rc, 0)) {
 			FAIL("storing: %s failed", step);
 			goto out;
@@ -1558,7 +1522,7 @@ out:
 /* ---- 9. readers and a writer at once ------------------------------------- */
 
 #define MAX_TFILES 512
-#define READ_MAX (2 * MiB)
+#define READ_MAX   (2 * MiB)
 
 struct shared {
 	struct mrfs_store *st;
@@ -1579,7 +1543,7 @@ struct reader {
 };
 
 static void shared_error(struct shared *sh, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void shared_error(struct shared *sh, const char *fmt, ...)
 {
 	va_list ap;
@@ -1595,9 +1559,8 @@ static void shared_error(struct shared *sh, const char *fmt, ...)
 }
 
 /* Read [@off, +@len) of @tf through @f and compare. */
-static void reader_check(struct shared *sh, const struct mrfs_file *f,
-			 const struct tfile *tf, uint64_t off, size_t len,
-			 bool segments, uint8_t *out, uint8_t *exp)
+static void reader_check(struct shared *sh, const struct mrfs_file *f, const struct tfile *tf,
+			 uint64_t off, size_t len, bool segments, uint8_t *out, uint8_t *exp)
 {
 	size_t want = expect_len(f, off, len), got = 0;
 	struct mrfs_segment segs[8];
@@ -1619,35 +1582,29 @@ static void reader_check(struct shared *sh, const struct mrfs_file *f,
 		n = mrfs_store_segments(sh->st, f, off, len, segs, 8, &ns);
 		if (n) {
 			shared_error(sh,
-				     "file %" PRIu64 ": segments(%" PRIu64
-				     ", %zu) returned %zd",
+				     "file %" PRIu64 ": segments(%" PRIu64 ", %zu) returned %zd",
 				     tf->id, off, len, n);
 			return;
 		}
 		for (i = 0; i < ns; i++) {
 			if (got + segs[i].len > want ||
-			    pread(segs[i].fd, out + got, segs[i].len,
-				  segs[i].off) != (ssize_t)segs[i].len) {
-				shared_error(sh,
-					     "file %" PRIu64
-					     ": bad segment %d of (%" PRIu64
-					     ", %zu)",
-					     tf->id, i, off, len);
+			    pread(segs[i].fd, out + got, segs[i].len, segs[i].off) !=
+				(ssize_t)segs[i].len) {
+				shared_error(
+				    sh, "file %" PRIu64 ": bad segment %d of (%" PRIu64 ", %zu)",
+				    tf->id, i, off, len);
 				return;
 			}
 			got += segs[i].len;
 		}
 		if (!ns && want) {
-			shared_error(sh, "file %" PRIu64 ": no segments",
-				     tf->id);
+			shared_error(sh, "file %" PRIu64 ": no segments", tf->id);
 			return;
 		}
 	}
 	if (memcmp(out, exp, got))
-		shared_error(sh,
-			     "file %" PRIu64 ": wrong bytes at (%" PRIu64
-			     ", %zu)",
-			     tf->id, off, len);
+		shared_error(sh, "file %" PRIu64 ": wrong bytes at (%" PRIu64 ", %zu)", tf->id, off,
+			     len);
 	atomic_fetch_add(&sh->reads, 1);
 	atomic_fetch_add(&sh->bytes, got);
 }
@@ -1683,22 +1640,17 @@ static void *reader_main(void *arg)
 		rc = mrfs_store_file_get(txn, tf.id, &f);
 		mrfs_txn_abort(txn);
 		if (rc) {
-			shared_error(sh, "reader %d: file_get(%" PRIu64 "): %d",
-				     r->n, tf.id, rc);
+			shared_error(sh, "reader %d: file_get(%" PRIu64 "): %d", r->n, tf.id, rc);
 			break;
 		}
 		if (f->size != tf.size)
-			shared_error(sh,
-				     "file %" PRIu64 ": size %" PRIu64
-				     ", expected %" PRIu64,
+			shared_error(sh, "file %" PRIu64 ": size %" PRIu64 ", expected %" PRIu64,
 				     tf.id, f->size, tf.size);
 		for (k = 0; k < 8 && f->size == tf.size; k++) {
 			uint64_t off = unit_rng_below(&rng, tf.size);
-			size_t len = 1 + unit_rng_below(&rng, k % 2 ? 4096 :
-								      READ_MAX);
+			size_t len = 1 + unit_rng_below(&rng, k % 2 ? 4096 : READ_MAX);
 
-			reader_check(sh, f, &tf, off, len, k % 4 == 3, out,
-				     exp);
+			reader_check(sh, f, &tf, off, len, k % 4 == 3, out, exp);
 		}
 		mrfs_file_free(f);
 	}
@@ -1717,14 +1669,13 @@ static void *writer_main(void *arg)
 	unit_rng_init(&rng, 999);
 	for (k = 0; unit_now() < sh->deadline; k++) {
 		struct tfile tf = {
-			.seed = 9000 + k,
-			.size = 1 + unit_rng_below(&rng, 3 * MiB),
+		    .seed = 9000 + k,
+		    .size = 1 + unit_rng_below(&rng, 3 * MiB),
 		};
 		const char *step;
 		int rc;
 
-		rc = store_stream(sh->st, tf.seed, tf.size, 65536 + 17, &tf.id,
-				  &step);
+		rc = store_stream(sh->st, tf.seed, tf.size, 65536 + 17, &tf.id, &step);
 		if (rc) {
 			shared_error(sh, "writer: %s: %d", step, rc);
 			break;
@@ -1740,7 +1691,7 @@ static void *writer_main(void *arg)
 
 static void test_threads(void)
 {
-	static const uint64_t sizes[] = { 5 * MiB, 3 * MiB + 1, 700 * KiB, 1 };
+	static const uint64_t sizes[] = {5 * MiB, 3 * MiB + 1, 700 * KiB, 1};
 	struct reader readers[4];
 	pthread_t rt[4], wt;
 	struct shared *sh;
@@ -1761,9 +1712,7 @@ static void test_threads(void)
 
 		tf->seed = 800 + i;
 		tf->size = sizes[i];
-		if (!CHECK_RC(store_stream(t.st, tf->seed, tf->size, 1 * MiB,
-					   &tf->id, &step),
-			      0))
+		if (!CHECK_RC(store_stream(t.st, tf->seed, tf->size, 1 * MiB, &tf->id, &step), 0))
 			goto out;
 		sh->nfiles++;
 	}
@@ -1773,9 +1722,7 @@ static void test_threads(void)
 	for (i = 0; i < 4; i++) {
 		readers[i].sh = sh;
 		readers[i].n = i;
-		if (!CHECK_RC(pthread_create(&rt[i], NULL, reader_main,
-					     &readers[i]),
-			      0))
+		if (!CHECK_RC(pthread_create(&rt[i], NULL, reader_main, &readers[i]), 0))
 			break;
 		nr++;
 	}
@@ -1787,9 +1734,8 @@ static void test_threads(void)
 	for (i = 0; i < nr; i++)
 		pthread_join(rt[i], NULL);
 
-	NOTE("%ld reads (%ld MiB), %d files written, %ld errors",
-	     atomic_load(&sh->reads), atomic_load(&sh->bytes) >> 20,
-	     sh->nfiles - nfirst, atomic_load(&sh->errors));
+	NOTE("%ld reads (%ld MiB), %d files written, %ld errors", atomic_load(&sh->reads),
+	     atomic_load(&sh->bytes) >> 20, sh->nfiles - nfirst, atomic_load(&sh->errors));
 	if (!CHECK_EQ(atomic_load(&sh->errors), 0))
 		FAIL("first error: %s", sh->first_error);
 	CHECK(atomic_load(&sh->reads) >= 100);
@@ -1827,8 +1773,7 @@ static int seen_fn(void *ctx, struct mrfs_val key, struct mrfs_val val)
 }
 
 /* A scan (@what) saw exactly the @n keys of @want, in that order. */
-static bool seen_is(const struct seen *s, const char *const *want, int n,
-		    const char *what)
+static bool seen_is(const struct seen *s, const char *const *want, int n, const char *what)
 {
 	bool ok = CHECK_EQ(s->n, n);
 	int i;
@@ -1836,8 +1781,7 @@ static bool seen_is(const struct seen *s, const char *const *want, int n,
 	for (i = 0; ok && i < n && i < 16; i++) {
 		size_t len = strlen(want[i]);
 
-		ok = CHECK_EQ(s->klen[i], len) &&
-		     CHECK_MEM(s->keys[i], want[i], len);
+		ok = CHECK_EQ(s->klen[i], len) && CHECK_MEM(s->keys[i], want[i], len);
 		if (!ok)
 			FAIL("scan: record %d is not \"%s\"", i, want[i]);
 	}
@@ -1847,10 +1791,9 @@ static bool seen_is(const struct seen *s, const char *const *want, int n,
 }
 
 /* @txn has @key in @db with value @val (a string). */
-static bool has_kv(struct mrfs_txn *txn, enum mrfs_db db, const char *key,
-		   const char *val)
+static bool has_kv(struct mrfs_txn *txn, enum mrfs_db db, const char *key, const char *val)
 {
-	struct mrfs_val v = { 0 };
+	struct mrfs_val v = {0};
 	bool ok;
 
 	ok = CHECK_RC(mrfs_kv_get(txn, db, key, strlen(key), &v), 0);
@@ -1861,8 +1804,7 @@ static bool has_kv(struct mrfs_txn *txn, enum mrfs_db db, const char *key,
 	return ok;
 }
 
-static int put_str(struct mrfs_txn *txn, enum mrfs_db db, const char *key,
-		   const char *val)
+static int put_str(struct mrfs_txn *txn, enum mrfs_db db, const char *key, const char *val)
 {
 	return mrfs_kv_put(txn, db, key, strlen(key), val, strlen(val));
 }
@@ -1877,10 +1819,8 @@ static void be64(uint8_t *p, uint64_t v)
 
 static void test_kv(void)
 {
-	static const char *const b_all[] = { "b1", "b2", "b\xff\x01",
-					     "b\xff\xff" };
-	static const char *const all[] = { "b1", "b2", "b\xff\x01", "b\xff\xff",
-					   "c1" };
+	static const char *const b_all[] = {"b1", "b2", "b\xff\x01", "b\xff\xff"};
+	static const char *const all[] = {"b1", "b2", "b\xff\x01", "b\xff\xff", "c1"};
 	struct mrfs_val k, v;
 	struct mrfs_txn *txn;
 	uint8_t big[600], ek[8];
@@ -1936,12 +1876,10 @@ static void test_kv(void)
 	CHECK_RC(put_str(txn, MRFS_DB_NODES, "b1", "n"), 0);
 	CHECK_RC(put_str(txn, MRFS_DB_NODES, "b2", "n"), 0);
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_NODES, "b", 1, "a", 1, seen_fn, &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_NODES, "b", 1, "a", 1, seen_fn, &s), 0);
 	seen_is(&s, b_all, 2, "prefix b from a (below the prefix)");
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_NODES, "b", 1, "b3", 2, seen_fn, &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_NODES, "b", 1, "b3", 2, seen_fn, &s), 0);
 	CHECK_EQ(s.n, 0);
 
 	/* events by big-endian sequence number */
@@ -1962,64 +1900,46 @@ static void test_kv(void)
 	CHECK(put_str(txn, MRFS_DB_MODELS, "ro", "x") < 0);
 
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, NULL, 0, seen_fn, &s), 0);
 	seen_is(&s, b_all, 4, "prefix b");
 
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "", 0, NULL, 0, seen_fn, &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "", 0, NULL, 0, seen_fn, &s), 0);
 	seen_is(&s, all, 5, "of everything");
 
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, "b2", 2, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, "b2", 2, seen_fn, &s), 0);
 	seen_is(&s, b_all + 1, 3, "prefix b from b2");
 
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b\xff", 2, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b\xff", 2, NULL, 0, seen_fn, &s), 0);
 	seen_is(&s, b_all + 2, 2, "prefix b\\xff");
 
 	memset(&s, 0, sizeof(s));
 	s.stop_at = 2;
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, NULL, 0, seen_fn, &s), 0);
 	seen_is(&s, b_all, 2, "stopped at 2");
 
 	memset(&s, 0, sizeof(s));
 	s.fail_at = 3;
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, NULL, 0, seen_fn,
-			      &s),
-		 -EBUSY);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "b", 1, NULL, 0, seen_fn, &s), -EBUSY);
 	CHECK_EQ(s.n, 3);
 
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "a", 1, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "a", 1, NULL, 0, seen_fn, &s), 0);
 	CHECK_EQ(s.n, 0);
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "d", 1, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_MODELS, "d", 1, NULL, 0, seen_fn, &s), 0);
 	CHECK_EQ(s.n, 0);
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_ALIASES, "", 0, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_ALIASES, "", 0, NULL, 0, seen_fn, &s), 0);
 	CHECK_EQ(s.n, 0);
 
 	/* the last record under a prefix */
 	if (CHECK_RC(mrfs_kv_last(txn, MRFS_DB_MODELS, "b", 1, &k, &v), 0))
-		CHECK(k.len == 3 && !memcmp(k.data, "b\xff\xff", 3) &&
-		      v.len == 2 && !memcmp(v.data, "y4", 2));
+		CHECK(k.len == 3 && !memcmp(k.data, "b\xff\xff", 3) && v.len == 2 &&
+		      !memcmp(v.data, "y4", 2));
 	if (CHECK_RC(mrfs_kv_last(txn, MRFS_DB_MODELS, "b\xff", 2, &k, &v), 0))
 		CHECK(k.len == 3 && !memcmp(k.data, "b\xff\xff", 3));
-	if (CHECK_RC(mrfs_kv_last(txn, MRFS_DB_MODELS, "b\xff\xff", 3, &k, &v),
-		     0))
+	if (CHECK_RC(mrfs_kv_last(txn, MRFS_DB_MODELS, "b\xff\xff", 3, &k, &v), 0))
 		CHECK(k.len == 3 && !memcmp(k.data, "b\xff\xff", 3));
 	if (CHECK_RC(mrfs_kv_last(txn, MRFS_DB_MODELS, "b2", 2, &k, &v), 0))
 		CHECK(k.len == 2 && !memcmp(k.data, "b2", 2));
@@ -2059,8 +1979,7 @@ static void test_kv(void)
 	CHECK_RC(rc, 0);
 
 	/* and all of it survives a reopen */
-	if (!tstore_reopen(&t, NULL) ||
-	    !CHECK_RC(mrfs_txn_begin(t.st, true, &txn), 0))
+	if (!tstore_reopen(&t, NULL) || !CHECK_RC(mrfs_txn_begin(t.st, true, &txn), 0))
 		goto out;
 	has_kv(txn, MRFS_DB_MODELS, "b\xff\x01", "y3");
 	has_kv(txn, MRFS_DB_VERSIONS, "b1", "other db");
@@ -2077,21 +1996,18 @@ out:
 /* A NULL prefix of length 0, as callers listing everything would pass. */
 static void test_kv_null(void)
 {
-	static const char *const all[] = { "k1", "k2" };
+	static const char *const all[] = {"k1", "k2"};
 	struct mrfs_val k, v;
 	struct mrfs_txn *txn;
 	struct tstore t;
 	struct seen s;
 
-	if (!tstore_new(&t, NULL) ||
-	    !CHECK_RC(mrfs_txn_begin(t.st, true, &txn), 0))
+	if (!tstore_new(&t, NULL) || !CHECK_RC(mrfs_txn_begin(t.st, true, &txn), 0))
 		goto out;
 	CHECK_RC(put_str(txn, MRFS_DB_ALIASES, "k1", "1"), 0);
 	CHECK_RC(put_str(txn, MRFS_DB_ALIASES, "k2", "2"), 0);
 	memset(&s, 0, sizeof(s));
-	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_ALIASES, NULL, 0, NULL, 0, seen_fn,
-			      &s),
-		 0);
+	CHECK_RC(mrfs_kv_scan(txn, MRFS_DB_ALIASES, NULL, 0, NULL, 0, seen_fn, &s), 0);
 	seen_is(&s, all, 2, "NULL prefix");
 	if (CHECK_RC(mrfs_kv_last(txn, MRFS_DB_ALIASES, NULL, 0, &k, &v), 0))
 		CHECK(k.len == 2 && !memcmp(k.data, "k2", 2));

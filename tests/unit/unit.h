@@ -66,11 +66,9 @@ struct unit_state {
 
 static struct unit_state unit_st __attribute__((unused));
 
-static inline void unit_vreport(const char *file, int line, const char *fmt,
-				va_list ap)
-	__attribute__((format(printf, 3, 0)));
-static inline void unit_vreport(const char *file, int line, const char *fmt,
-				va_list ap)
+static inline void unit_vreport(const char *file, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static inline void unit_vreport(const char *file, int line, const char *fmt, va_list ap)
 {
 	unit_st.failures++;
 	if (unit_st.failures > UNIT_MAX_REPORTS)
@@ -84,7 +82,7 @@ static inline void unit_vreport(const char *file, int line, const char *fmt,
 
 /* Count a failure and print it; for checks the macros do not cover. */
 static inline void unit_fail(const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static inline void unit_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -97,46 +95,43 @@ static inline void unit_fail(const char *file, int line, const char *fmt, ...)
 #define FAIL(...) unit_fail(__FILE__, __LINE__, __VA_ARGS__)
 
 /* A note for the reader of the output (not a failure). */
-#define NOTE(...)                    \
-	do {                         \
-		printf("# ");        \
-		printf(__VA_ARGS__); \
-		putchar('\n');       \
+#define NOTE(...)                                                                                  \
+	do {                                                                                       \
+		printf("# ");                                                                      \
+		printf(__VA_ARGS__);                                                               \
+		putchar('\n');                                                                     \
 	} while (0)
 
-static inline bool unit_check(bool ok, const char *file, int line,
-			      const char *expr)
+static inline bool unit_check(bool ok, const char *file, int line, const char *expr)
 {
 	if (!ok)
 		unit_fail(file, line, "CHECK(%s) failed", expr);
 	return ok;
 }
 
-static inline bool unit_check_eq(long long a, long long b, const char *file,
-				 int line, const char *ea, const char *eb)
+static inline bool unit_check_eq(long long a, long long b, const char *file, int line,
+				 const char *ea, const char *eb)
 {
 	if (a == b)
 		return true;
-	unit_fail(file, line,
-		  "CHECK_EQ(%s, %s) failed: %lld (%#llx) != %lld (%#llx)", ea,
-		  eb, a, (unsigned long long)a, b, (unsigned long long)b);
+	unit_fail(file, line, "CHECK_EQ(%s, %s) failed: %lld (%#llx) != %lld (%#llx)", ea, eb, a,
+		  (unsigned long long)a, b, (unsigned long long)b);
 	return false;
 }
 
-static inline bool unit_check_rc(long long got, long long want,
-				 const char *file, int line, const char *expr)
+static inline bool unit_check_rc(long long got, long long want, const char *file, int line,
+				 const char *expr)
 {
 	if (got == want)
 		return true;
-	unit_fail(file, line, "%s returned %lld (%s), expected %lld (%s)", expr,
-		  got, got < 0 ? strerror((int)-got) : "not an error", want,
+	unit_fail(file, line, "%s returned %lld (%s), expected %lld (%s)", expr, got,
+		  got < 0 ? strerror((int)-got) : "not an error", want,
 		  want < 0 ? strerror((int)-want) : "not an error");
 	return false;
 }
 
-static inline bool unit_check_mem(const void *a, const void *b, size_t len,
-				  const char *file, int line, const char *ea,
-				  const char *eb)
+static inline bool unit_check_mem(const void *a, const void *b, size_t len, const char *file,
+				  int line, const char *ea, const char *eb)
 {
 	const unsigned char *pa = a, *pb = b;
 	size_t i;
@@ -145,10 +140,9 @@ static inline bool unit_check_mem(const void *a, const void *b, size_t len,
 		return true;
 	for (i = 0; i < len && pa[i] == pb[i]; i++)
 		;
-	unit_fail(
-		file, line,
-		"CHECK_MEM(%s, %s, %zu) failed: first difference at byte %zu (%#04x != %#04x)",
-		ea, eb, len, i, pa[i], pb[i]);
+	unit_fail(file, line,
+		  "CHECK_MEM(%s, %s, %zu) failed: first difference at byte %zu (%#04x != %#04x)",
+		  ea, eb, len, i, pa[i], pb[i]);
 	return false;
 }
 
@@ -156,18 +150,14 @@ static inline bool unit_check_mem(const void *a, const void *b, size_t len,
 #define CHECK(expr) unit_check(!!(expr), __FILE__, __LINE__, #expr)
 
 /* Are @a and @b equal, compared as 64-bit integers? */
-#define CHECK_EQ(a, b)                                                        \
-	unit_check_eq((long long)(a), (long long)(b), __FILE__, __LINE__, #a, \
-		      #b)
+#define CHECK_EQ(a, b) unit_check_eq((long long)(a), (long long)(b), __FILE__, __LINE__, #a, #b)
 
 /* Did @expr return @want (0, a count, or a negative errno)? */
-#define CHECK_RC(expr, want)                                          \
-	unit_check_rc((long long)(expr), (long long)(want), __FILE__, \
-		      __LINE__, #expr)
+#define CHECK_RC(expr, want)                                                                       \
+	unit_check_rc((long long)(expr), (long long)(want), __FILE__, __LINE__, #expr)
 
 /* Are the @len bytes at @a and @b equal? */
-#define CHECK_MEM(a, b, len) \
-	unit_check_mem((a), (b), (len), __FILE__, __LINE__, #a, #b)
+#define CHECK_MEM(a, b, len) unit_check_mem((a), (b), (len), __FILE__, __LINE__, #a, #b)
 
 /* ---- running ---------------------------------------------------------- */
 
@@ -188,8 +178,8 @@ static inline void unit_run(void (*fn)(void), const char *name)
 	unit_st.tests_run++;
 	if (unit_st.failures) {
 		unit_st.tests_failed++;
-		printf("not ok - %s (%ld failed checks, %.2f s)\n", name,
-		       unit_st.failures, unit_now() - t0);
+		printf("not ok - %s (%ld failed checks, %.2f s)\n", name, unit_st.failures,
+		       unit_now() - t0);
 	} else {
 		printf("ok - %s (%.2f s)\n", name, unit_now() - t0);
 	}
@@ -200,8 +190,8 @@ static inline void unit_run(void (*fn)(void), const char *name)
 /* Print the closing line; the exit status for main. */
 static inline int unit_done(const char *prog)
 {
-	printf("%s: %d passed, %d failed\n", prog,
-	       unit_st.tests_run - unit_st.tests_failed, unit_st.tests_failed);
+	printf("%s: %d passed, %d failed\n", prog, unit_st.tests_run - unit_st.tests_failed,
+	       unit_st.tests_failed);
 	return unit_st.tests_failed ? 1 : 0;
 }
 
@@ -288,8 +278,7 @@ static inline bool unit_keep(void)
 	return keep && *keep && strcmp(keep, "0") != 0;
 }
 
-static inline int unit_rm_one(const char *path, const struct stat *st, int type,
-			      struct FTW *ftw)
+static inline int unit_rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	if (remove(path) < 0 && errno != ENOENT)
 		printf("# cannot remove %s: %s\n", path, strerror(errno));
@@ -311,8 +300,7 @@ static inline int unit_tmpdir_new(char *path, size_t size)
 	if (!mkdtemp(path)) {
 		int err = -errno;
 
-		unit_fail(__FILE__, __LINE__, "mkdtemp(%s): %s", path,
-			  strerror(-err));
+		unit_fail(__FILE__, __LINE__, "mkdtemp(%s): %s", path, strerror(-err));
 		return err;
 	}
 	for (i = 0; i < UNIT_MAX_TMPDIRS; i++) {
@@ -384,8 +372,8 @@ static inline void unit_init(void)
 	__sanitizer_set_death_callback(unit_tmpdir_free_all);
 #else
 	{
-		static const int sigs[] = { SIGABRT, SIGSEGV, SIGBUS, SIGFPE,
-					    SIGILL,  SIGINT,  SIGTERM };
+		static const int sigs[] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE,
+					   SIGILL,  SIGINT,  SIGTERM};
 		struct sigaction sa;
 		size_t i;
 
