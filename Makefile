@@ -107,11 +107,13 @@ install: all
 clean:
 	rm -rf build
 
+FORMATTED := src/*.c include/mrfs/*.h tests/unit/*.c tests/unit/*.h tests/bench/*.c tests/fuzz/*.c
+
 format:
-	clang-format -i src/*.c src/*.h include/mrfs/*.h tests/unit/*.c tests/unit/*.h tests/bench/*.c 2>/dev/null || true
+	clang-format -i $(FORMATTED)
 
 format-check:
-	clang-format --dry-run --Werror src/*.c include/mrfs/*.h
+	clang-format --dry-run --Werror $(FORMATTED)
 
 # ---- reliability: stress and fuzzing -----------------------------------------
 #   make stress          the full forms of tests/t/t0110..t0140 (200 crash rounds,

@@ -6,10 +6,11 @@ set -e
 # build: compiler, pkg-config and the four libraries;
 # tests: fuse3 (fusermount3), jq, python3 with numpy and torch (the serving
 # tests' real readers), rsync, lmdb-utils, psmisc, util-linux (setpriv);
-# fuzzing: clang and its runtime; benchmarks: bindfs (the peer measured).
+# fuzzing: clang and its runtime; benchmarks: bindfs (the peer measured);
+# CI: clang-format (make format-check).
 PKGS="build-essential pkg-config libfuse3-dev fuse3 liblmdb-dev lmdb-utils \
 libxxhash-dev libjansson-dev jq python3 python3-numpy python3-torch rsync \
-psmisc util-linux clang libclang-rt-14-dev bindfs"
+psmisc util-linux clang libclang-rt-14-dev bindfs clang-format"
 missing=
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
