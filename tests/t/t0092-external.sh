@@ -190,6 +190,10 @@ check_eq "first mount: stat -c %s of versions/2.json is its length, right after"
 say "# mrfs delete on the store, with both daemons running"
 warm
 check "first mount: version 1's bytes are read (and cached)" diff -r "$TMP/v1" "$M/clf/versions/1"
+# stat puts the entries and attributes in the kernel's cache, for as long as
+# the daemon lets it: the watcher must drop them
+check_eq "first mount: stat versions/1 and versions/1.json" "OK OK" \
+	"$(errno_of stat "$M/clf/versions/1" | cut -d' ' -f1) $(errno_of stat "$M/clf/versions/1.json" | cut -d' ' -f1)"
 check "mrfs delete clf 1 --store \$STORE" "$MRFS_BIN" delete clf 1 --store "$STORE"
 within "first mount: stat versions/1 says ENOENT (no cached entry)" ENOENT errno_of stat "$M/clf/versions/1"
 within "first mount: stat versions/1.json says ENOENT" ENOENT errno_of stat "$M/clf/versions/1.json"
