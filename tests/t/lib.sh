@@ -337,14 +337,20 @@ EOF
 
 errno_of() { python3 "$TMP/op.py" "$@"; }
 
-# _expect_errno LOG? WANT OP ARGS...
-_expect_errno() {
-	local needlog=$1 want=$2 desc got before i
-	shift 2
-	desc="$* fails with $want"
+# _expect_with LOG WHO WANT OP ARGS...: OP fails with WANT (A|B: either),
+# done by WHO (users.sh's errno_as) or, WHO empty, by the test itself; with
+# LOG=1 the daemon must log the refusal too.
+_expect_with() {
+	local needlog=$1 who=$2 want=$3 desc got before i
+	shift 3
+	desc="${who:+$who: }$* fails with $want"
 	desc=${desc//"$MNT"/}
 	before=$(log_lines)
-	got=$(errno_of "$@" 2>&1)
+	if [ -n "$who" ]; then
+		got=$(errno_as "$who" "$@" 2>&1)
+	else
+		got=$(errno_of "$@" 2>&1)
+	fi
 	got=${got%% *}
 	if ! [[ "|$want|" == *"|$got|"* ]]; then
 		fail "$desc" "expected: $want" "seen: $got"
@@ -363,6 +369,13 @@ _expect_errno() {
 	fi
 	[[ $want == *"|"* ]] && desc="$desc ($got)"
 	pass "$desc"
+}
+
+# _expect_errno LOG WANT OP ARGS...
+_expect_errno() {
+	local needlog=$1
+	shift
+	_expect_with "$needlog" "" "$@"
 }
 
 expect_errno() { _expect_errno 1 "$@"; }

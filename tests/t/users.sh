@@ -104,34 +104,8 @@ errno_as() {
 	as "$who" "$PYU" "$TMP/op.py" "$@"
 }
 
-# _expect_as LOG WHO WANT OP ARGS...: WHO's OP fails with WANT (one of
-# WANT=A|B); with LOG=1 the daemon must log the refusal too.
-_expect_as() {
-	local needlog=$1 who=$2 want=$3 desc got before i
-	shift 3
-	desc="$who: $* fails with $want"
-	desc=${desc//"$MNT"/}
-	before=$(log_lines)
-	got=$(errno_as "$who" "$@" 2>&1)
-	got=${got%% *}
-	if ! [[ "|$want|" == *"|$got|"* ]]; then
-		fail "$desc" "expected: $want" "seen: $got"
-		return 1
-	fi
-	if [ "$needlog" = 1 ]; then
-		for ((i = 0; i < 20; i++)); do
-			[ "$(log_lines)" -gt "$before" ] && break
-			sleep 0.05
-		done
-		if [ "$(log_lines)" -le "$before" ]; then
-			fail "$desc, with a daemon log line" "expected: a new line in the daemon log for the refusal" \
-				"seen: errno $got but no new log line"
-			return 1
-		fi
-	fi
-	[[ $want == *"|"* ]] && desc="$desc ($got)"
-	pass "$desc"
-}
+# _expect_as LOG WHO WANT OP ARGS...: see lib.sh's _expect_with.
+_expect_as() { _expect_with "$@"; }
 expect_as() { _expect_as 1 "$@"; }
 expect_as_k() { _expect_as 0 "$@"; }
 
