@@ -969,9 +969,15 @@ static int record_size(struct mrfs_txn *txn, fuse_ino_t ino, off_t *size)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int rc = kind_of(ino) == K_VJSON ? mrfs_version_record(txn, id_of(ino), &text, &len)
-					 : mrfs_model_record(txn, id_of(ino), &text, &len);
+	uint64_t n = 0;
+	int rc;
 
+	if (kind_of(ino) == K_VJSON) {
+		rc = mrfs_version_record_size(txn, id_of(ino), &n);
+		*size = (off_t)n;
+		return rc;
+	}
+	rc = mrfs_model_record(txn, id_of(ino), &text, &len);
 	free(text);
 	*size = (off_t)len;
 	return rc;

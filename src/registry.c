@@ -725,6 +725,43 @@ int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd, struct m
 /* ---- history ----------------------------------------------------------------- */
 
 /* Start event @name at @time_ns: a document with seq, time, event and model. */
+/*
+ * The versions whose record an event of the write transaction under way may
+ * have changed (LMDB lets one write transaction run at a time; a thread's
+ * list belongs to the one it runs). Before the commit, end() stores each
+ * sealed one's record size ('r' key), so a stat needs no rendering; after
+ * an alias change it only drops the stored size (a promotion stays cheap;
+ * a stat of those few records renders them).
+ */
+#define MARKS_MAX 16
+static __thread struct mark {
+	uint64_t model;
+	int64_t n;   /* 0: every version of the model */
+	bool render; /* else: drop the stored size */
+} marks[MARKS_MAX];
+static __thread int nmarks;
+static __thread bool marks_overflow; /* then: every version of every model */
+
+static void mark(uint64_t model, int64_t n, bool render)
+{
+	if (n < 0 || n > UINT32_MAX)
+		return;
+	for (int i = 0; i < nmarks; i++) {
+		if (marks[i].model != model)
+			continue;
+		if (!marks[i].n && marks[i].render)
+			return; /* every version is rendered anyway */
+		if (marks[i].n == n) {
+			marks[i].render |= render;
+			return;
+		}
+	}
+	if (nmarks == MARKS_MAX)
+		marks_overflow = true;
+	else
+		marks[nmarks++] = (struct mark){model, n, render};
+}
+
 static int event_new(struct mrfs_txn *txn, const char *name, const char *model, int64_t time_ns,
 		     struct mrfs_doc **out, uint64_t *seq)
 {
@@ -757,6 +794,21 @@ static int event_commit(struct mrfs_txn *txn, struct mrfs_doc *doc, uint64_t seq
 	char *line;
 	int rc;
 
+	if (m) {
+		/* what the event says changed: records of those versions */
+		const char *kind = mrfs_doc_string(mrfs_doc_get(doc, "event"));
+		bool alias = kind && !strncmp(kind, "alias.", 6);
+		if (kind && !strcmp(kind, "model.rename")) {
+			mark(m->id, 0, true); /* records name their model */
+		} else {
+			static const char *const nums[] = {"version", "from", "to"};
+			for (size_t i = 0; i < sizeof(nums) / sizeof(*nums); i++) {
+				struct mrfs_doc *d = mrfs_doc_get(doc, nums[i]);
+				if (d && mrfs_doc_type(d) == MRFS_JSON_INT)
+					mark(m->id, (int64_t)mrfs_doc_number(d), !alias);
+			}
+		}
+	}
 	mrfs_doc_int(doc, "uid", who->uid);
 	mrfs_doc_str(doc, "user", who->user);
 	mrfs_doc_int(doc, "pid", who->pid);
@@ -793,14 +845,51 @@ static void stamp(struct mrfs_stamp *s, const struct mrfs_caller *who, int64_t n
 
 /* ---- models ------------------------------------------------------------------- */
 
+static int store_size_cb(void *ctx, const struct mrfs_version *v);
+
+static int store_model_sizes_cb(void *ctx, const struct mrfs_model *m)
+{
+	return mrfs_versions_walk(ctx, m->id, 0, store_size_cb, ctx);
+}
+
+/* The record sizes of the marked versions, stored anew. */
+static int store_sizes(struct mrfs_txn *txn)
+{
+	struct mrfs_version v;
+	int rc = 0;
+
+	if (marks_overflow)
+		return mrfs_models_walk(txn, NULL, store_model_sizes_cb, txn);
+	for (int i = 0; i < nmarks && !rc; i++) {
+		struct key k;
+		if (!marks[i].n) {
+			rc = mrfs_versions_walk(txn, marks[i].model, 0, store_size_cb, txn);
+		} else if (mrfs_version_by_number(txn, marks[i].model, (uint32_t)marks[i].n, &v)) {
+			continue; /* deleted: its keys went with it */
+		} else if (marks[i].render) {
+			rc = store_size_cb(txn, &v);
+		} else {
+			rc = del(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'r'), v.id));
+			rc = rc == -ENOENT ? 0 : rc;
+		}
+	}
+	return rc;
+}
+
 static int begin(struct mrfs_registry *reg, struct mrfs_txn **txn)
 {
+	nmarks = 0;
+	marks_overflow = false;
 	return mrfs_txn_begin(reg->store, true, txn);
 }
 
 /* Commit @txn when @rc is 0, else abort it; returns the outcome. */
 static int end(struct mrfs_txn *txn, int rc)
 {
+	if (!rc)
+		rc = store_sizes(txn);
+	nmarks = 0;
+	marks_overflow = false;
 	if (rc) {
 		mrfs_txn_abort(txn);
 		return rc;
@@ -1045,6 +1134,9 @@ static int drop_version(struct mrfs_txn *txn, const struct mrfs_version *v)
 	    (rc = del(txn, MRFS_DB_NODES, k_u64(k_tag(&k, 'i'), v->id))))
 		return rc;
 	rc = del(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'u'), v->id));
+	if (rc && rc != -ENOENT)
+		return rc;
+	rc = del(txn, MRFS_DB_VERSIONS, k_u64(k_tag(&k, 'r'), v->id));
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -1961,6 +2053,48 @@ int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *
 	}
 	mrfs_doc_free(user);
 	return render(doc, out, len);
+}
+
+static int store_size_cb(void *ctx, const struct mrfs_version *v)
+{
+	struct mrfs_txn *txn = ctx;
+	struct key k;
+	uint8_t b[8];
+	size_t len;
+	char *text;
+	int rc;
+
+	k_u64(k_tag(&k, 'r'), v->id);
+	if (v->state != MRFS_SEALED) {
+		rc = del(txn, MRFS_DB_VERSIONS, &k); /* a draft's changes with each file */
+		return rc == -ENOENT ? 0 : rc;
+	}
+	if ((rc = mrfs_version_record(txn, v->id, &text, &len)))
+		return rc;
+	free(text);
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	return put(txn, MRFS_DB_VERSIONS, &k, b, 8);
+}
+
+int mrfs_version_record_size(struct mrfs_txn *txn, uint64_t vid, uint64_t *size)
+{
+	struct mrfs_val v;
+	struct key k;
+	size_t len;
+	char *text;
+	int rc;
+
+	k_u64(k_tag(&k, 'r'), vid);
+	if (!mrfs_kv_get(txn, MRFS_DB_VERSIONS, k.b, k.len, &v) && v.len == 8) {
+		*size = get_be64(v.data);
+		return 0;
+	}
+	if ((rc = mrfs_version_record(txn, vid, &text, &len)))
+		return rc;
+	free(text);
+	*size = len;
+	return 0;
 }
 
 static int rec_version_cb(void *ctx, const struct mrfs_version *v)

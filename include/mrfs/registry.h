@@ -11,6 +11,7 @@
  *             'i' be64 id         -> struct mrfs_model
  *   versions: 'v' be64 vid        -> struct mrfs_version  (vid: its root node)
  *             'm' be64 model be32 n -> be64 vid
+ *             'r' be64 vid        -> be64 length of its record (sealed only)
  *   nodes:    'i' be64 id         -> struct mrfs_node
  *             'd' be64 parent name -> be64 child id
  *             'l' be64 id         -> symlink target
@@ -194,6 +195,9 @@ int mrfs_node_content(struct mrfs_txn *txn, const struct mrfs_node *nd, struct m
 /* The records SPEC shows as versions/<n>.json and /models/<m>.json: new
  * JSON text (free()) and its length. Errors: -ENOENT, -ENOMEM, -EIO. */
 int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *len);
+/* The length of that record, without rendering it when the version is
+ * sealed (stored by every change its events name). */
+int mrfs_version_record_size(struct mrfs_txn *txn, uint64_t vid, uint64_t *size);
 int mrfs_model_record(struct mrfs_txn *txn, uint64_t model, char **out, size_t *len);
 
 /*

@@ -152,7 +152,7 @@ check "second mount: a description on versions/3.json" sh -c \
 # the kernel may keep a sealed version's record attributes: the size it
 # says must follow the edit (a stale one cuts or pads what tools read)
 within "first mount: stat of versions/3.json gives the new record's size" \
-	"$(wc -c <"$M2/clf/versions/3.json")" stat -c %s "$M/clf/versions/3.json"
+	"$(cat "$M2/clf/versions/3.json" | wc -c)" stat -c %s "$M/clf/versions/3.json"
 within "first mount: versions/3.json has the description" "from the second mount" \
 	jq -r .description "$M/clf/versions/3.json"
 check "first mount: cp of versions/3.json reads the whole record" sh -c \
@@ -185,7 +185,7 @@ say "# a record edited through this mount: stat agrees at once"
 check "first mount: a note on versions/2.json" sh -c \
 	"jq '.note = \"from the first mount\"' '$M/clf/versions/2.json' > '$TMP/t.json' && cp '$TMP/t.json' '$M/clf/versions/2.json'"
 check_eq "first mount: stat -c %s of versions/2.json is its length, right after" \
-	"$(wc -c <"$M/clf/versions/2.json")" "$(stat -c %s "$M/clf/versions/2.json")"
+	"$(cat "$M/clf/versions/2.json" | wc -c)" "$(stat -c %s "$M/clf/versions/2.json")"
 
 say "# mrfs delete on the store, with both daemons running"
 warm
