@@ -88,6 +88,10 @@ struct wpack {
  * 6 runs each): 1 MiB 1.28-1.30x cp+sync, 8 MiB 1.37-1.43x, 32 MiB 1.33x,
  * none 1.41x; waiting for the step before each kick made it 1.5-1.6x. */
 #define WRITEBACK_STEP (1u << 20)
+/* Disk space kept allocated past the index's last page (reserve_space):
+ * a sixteenth of what it uses, within these bounds. */
+#define DB_RESERVE_MIN (1ull << 20)
+#define DB_RESERVE_MAX (32ull << 20)
 
 /* The set of chunk keys whose bytes this process has checked. */
 struct keyset {
@@ -113,6 +117,7 @@ struct mrfs_store {
 
 	struct keyset verified;
 
+	uint64_t reserved;	      /* data.mdb is allocated up to here (see reserve_space) */
 	void (*on_commit)(void *ctx); /* after each write transaction */
 	void *on_commit_ctx;
 };
@@ -572,6 +577,38 @@ uint64_t mrfs_store_last_txnid(struct mrfs_store *store)
 
 /* ---- transactions ------------------------------------------------------ */
 
+/*
+ * LMDB grows its data file when a commit writes its new pages. On a full
+ * disk that write can fail half-way, and LMDB then refuses every later
+ * transaction (MDB_PANIC, which reads as EIO). So the store keeps some
+ * room allocated past LMDB's last page, and a write transaction that cannot
+ * have it is refused with ENOSPC before LMDB writes anything. (A single
+ * transaction larger than the room, on a disk that fills meanwhile, can
+ * still meet the old failure.) Called holding LMDB's write lock; a
+ * filesystem without fallocate is left as it was.
+ */
+static int reserve_space(struct mrfs_store *store)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	uint64_t used, room;
+	int fd;
+
+	if (mdb_env_info(store->env, &info) || mdb_env_stat(store->env, &st) ||
+	    mdb_env_get_fd(store->env, &fd))
+		return 0;
+	used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	room = used / 16 < DB_RESERVE_MIN   ? DB_RESERVE_MIN
+	       : used / 16 > DB_RESERVE_MAX ? DB_RESERVE_MAX
+					    : used / 16;
+	if (used + room / 2 <= store->reserved)
+		return 0;
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)used, (off_t)room))
+		return errno == ENOSPC ? -ENOSPC : 0;
+	store->reserved = used + room;
+	return 0;
+}
+
 int mrfs_txn_begin(struct mrfs_store *store, bool write, struct mrfs_txn **out)
 {
 	struct mrfs_txn *t;
@@ -595,6 +632,11 @@ int mrfs_txn_begin(struct mrfs_store *store, bool write, struct mrfs_txn **out)
 	if (rc) {
 		free(t);
 		return mdb_err(rc);
+	}
+	if (write && (rc = reserve_space(store))) {
+		mdb_txn_abort(t->txn);
+		free(t);
+		return rc;
 	}
 	*out = t;
 	return 0;

@@ -11,7 +11,8 @@
 #      version of 24 MiB logs, seals and reads back;
 #   3. the disk filled by something else (a filler file leaving ~200 KiB),
 #      small changes that make the LMDB file grow (new versions, files,
-#      metadata edits, aliases) fail with ENOSPC (not EIO), nothing
+#      metadata edits, aliases) fail with ENOSPC (not EIO), as do, later,
+#      changes that only grow the index (it keeps room reserved), nothing
 #      half-done is left (each change happened whole or not at all), the
 #      store verifies; after the filler is removed everything works again.
 # LMDB's own map size cannot be made small from outside: mrfs mount has no
@@ -148,6 +149,19 @@ say "# $((i - 1)) small changes went through; then: ${refused:-nothing refused}"
 check "a change was refused once the disk was full" test -n "$refused"
 check "... with ENOSPC, not EIO or another error" sh -c "printf '%s' \"$refused\" | grep -q 'No space left on device'"
 check "the daemon survived the full disk" daemon_alive
+# the index keeps room of its own (mrfs reserves it ahead): changes that
+# only grow the index (promotions: three events each) go on, and once that
+# room cannot grow either, they too are refused with ENOSPC (LMDB itself
+# never meets the full disk, which would leave it refusing everything)
+meta_out="" moves=0
+for ((j = 0; j < 3000; j++)); do
+	meta_out=$(ln -sfn versions/$((j % 2 * 2 + 1)) "$M/full/production" 2>&1) || break
+	moves=$((moves + 1))
+	meta_out=""
+done
+say "# then $moves promotions went through; then: ${meta_out:-nothing refused}"
+check "promotions are refused in the end, with ENOSPC" sh -c "printf '%s' \"$meta_out\" | grep -q 'No space left on device'"
+check "the daemon survived that too" daemon_alive
 check "history has no gap (1..N)" sh -c "jq -s '[.[].seq] == [range(1; length + 1)]' '$MNT/history' | grep -q true"
 check "sealed versions read back exactly on the full disk" sh -c "diff -r '$TMP/v3only' '$M/full/versions/3' && diff -r '$TMP/v1' '$M/full/versions/1'"
 # files of versions/4: each either whole or not there (the refused cp: absent or empty)
