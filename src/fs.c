@@ -153,11 +153,11 @@ struct mrfs_fs {
 	uint64_t gen; /* atomic: bumped before each round of invalidations */
 	pthread_t watcher;
 	bool watching;
-	pthread_mutex_t watch_lock; /* guards the three below */
+	pthread_mutex_t watch_lock; /* guards watch_stop, watch_kicked, known */
 	pthread_cond_t watch_cond;
 	bool watch_stop, watch_kicked;
-	uint64_t seen_txnid, next_seq;
-	uint64_t commits, seen_commits; /* of this process (atomic) */
+	uint64_t seen_txnid, next_seq;	/* the watcher's own */
+	uint64_t commits, seen_commits; /* of this process (commits: atomic) */
 	uint64_t *known;		/* bitmap: model ids given to the kernel */
 	size_t nknown;			/* words of it */
 };
