@@ -3401,6 +3401,7 @@ struct vfy {
 	struct mrfs_txn *txn;
 	const struct mrfs_model *m;
 	const struct mrfs_version *v;
+	struct strs records; /* model:vN whose stored record length is wrong */
 };
 
 static void verify_cb(void *ctx, uint64_t file, const char *what)
@@ -3412,6 +3413,19 @@ static void verify_cb(void *ctx, uint64_t file, const char *what)
 		x->p = xrealloc(x->p, x->cap * sizeof(*x->p));
 	}
 	x->p[x->np++] = (struct problem){file, xstrdup(what)};
+}
+
+static void record_bad_cb(void *ctx, const char *model, uint32_t n, uint64_t stored,
+			  uint64_t actual)
+{
+	char *what = xfmt("record of %s:v%" PRIu32 " is %" PRIu64 " bytes, the index says %" PRIu64,
+			  model, n, actual, stored);
+
+	struct vfy *x = ctx;
+
+	verify_cb(ctx, 0, what);
+	free(what);
+	strs_push(&x->records, xfmt("%s:v%" PRIu32, model, n));
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -3497,6 +3511,14 @@ static int cmd_verify(int argc, char **argv)
 	progress_start(&pg, "verify");
 	rc = mrfs_store_verify_progress(store, verify_cb, &x, progress_cb, &pg);
 	progress_end(&pg);
+	if (rc >= 0) {
+		/* the record lengths kept for stat */
+		struct mrfs_txn *txn;
+		if (!(rc = mrfs_txn_begin(store, false, &txn))) {
+			rc = mrfs_record_sizes_check(txn, record_bad_cb, &x);
+			mrfs_txn_abort(txn);
+		}
+	}
 	if (rc < 0) {
 		error("cannot check the store: %s", strerror(-rc));
 		rc = 1;
@@ -3515,6 +3537,9 @@ static int cmd_verify(int argc, char **argv)
 		else
 			free(ref);
 	}
+	for (size_t i = 0; i < x.records.n; i++)
+		if (!has_str(&affected, x.records.v[i]))
+			strs_push(&affected, xstrdup(x.records.v[i]));
 	if (json) {
 		struct mrfs_doc *d = mrfs_doc_new(), *arr, *aff;
 		size_t len;
@@ -3581,7 +3606,8 @@ static int cmd_verify(int argc, char **argv)
 				free(files);
 				files = next;
 			}
-			next = xfmt("%s%s%s (%s)", list, i ? "; " : "", affected.v[i], files);
+			next = xfmt("%s%s%s (%s)", list, i ? "; " : "", affected.v[i],
+				    *files ? files : "its record's length");
 			free(files);
 			free(list);
 			list = next;
@@ -3604,6 +3630,7 @@ out:
 	free(x.p);
 	free(x.ids);
 	free(x.uses);
+	strs_release(&x.records);
 	strs_release(&affected);
 	return rc;
 }
@@ -3857,9 +3884,10 @@ static const struct command commands[] = {
     {"verify", cmd_verify, "verify [--store DIR] [--json]",
      "usage: mrfs verify [--store DIR] [--json]\n"
      "\n"
-     "Check every chunk's bytes against its hash, every file against the index\n"
-     "and every reference count; name the models, versions and files that\n"
-     "damaged data belongs to. Exit status 1 when anything is wrong.\n"},
+     "Check every chunk's bytes against its hash, every file against the index,\n"
+     "every reference count and every stored record length; name the models,\n"
+     "versions and files that damaged data belongs to. Exit status 1 when\n"
+     "anything is wrong.\n"},
     {"gc", cmd_gc, "gc [--store DIR] [--json]",
      "usage: mrfs gc [--store DIR] [--json]\n"
      "\n"

@@ -2097,6 +2097,50 @@ int mrfs_version_record_size(struct mrfs_txn *txn, uint64_t vid, uint64_t *size)
 	return 0;
 }
 
+struct sizes_check {
+	struct mrfs_txn *txn;
+	const struct mrfs_model *m;
+	mrfs_record_bad_fn fn;
+	void *ctx;
+};
+
+static int check_size_cb(void *ctx, const struct mrfs_version *v)
+{
+	struct sizes_check *sc = ctx;
+	struct mrfs_val val;
+	struct key k;
+	uint64_t stored;
+	size_t len;
+	char *text;
+	int rc;
+
+	k_u64(k_tag(&k, 'r'), v->id);
+	if (mrfs_kv_get(sc->txn, MRFS_DB_VERSIONS, k.b, k.len, &val) || val.len != 8)
+		return 0; /* none stored: stat renders it */
+	stored = get_be64(val.data);
+	if ((rc = mrfs_version_record(sc->txn, v->id, &text, &len)))
+		return rc;
+	free(text);
+	if (stored != len)
+		sc->fn(sc->ctx, sc->m->name, v->n, stored, len);
+	return 0;
+}
+
+static int check_sizes_model_cb(void *ctx, const struct mrfs_model *m)
+{
+	struct sizes_check *sc = ctx;
+
+	sc->m = m;
+	return mrfs_versions_walk(sc->txn, m->id, 0, check_size_cb, sc);
+}
+
+int mrfs_record_sizes_check(struct mrfs_txn *txn, mrfs_record_bad_fn fn, void *ctx)
+{
+	struct sizes_check sc = {txn, NULL, fn, ctx};
+
+	return mrfs_models_walk(txn, NULL, check_sizes_model_cb, &sc);
+}
+
 static int rec_version_cb(void *ctx, const struct mrfs_version *v)
 {
 	struct mrfs_doc *o = mrfs_doc_obj(ctx, NULL);

@@ -198,6 +198,14 @@ int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *
 /* The length of that record, without rendering it when the version is
  * sealed (stored by every change its events name). */
 int mrfs_version_record_size(struct mrfs_txn *txn, uint64_t vid, uint64_t *size);
+/*
+ * Compare every stored record length with the record (for verify): @fn
+ * gets each sealed version whose stored length differs from its record's.
+ * Returns 0 or a negative errno.
+ */
+typedef void (*mrfs_record_bad_fn)(void *ctx, const char *model, uint32_t n, uint64_t stored,
+				   uint64_t actual);
+int mrfs_record_sizes_check(struct mrfs_txn *txn, mrfs_record_bad_fn fn, void *ctx);
 int mrfs_model_record(struct mrfs_txn *txn, uint64_t model, char **out, size_t *len);
 
 /*
