@@ -2055,13 +2055,39 @@ int mrfs_version_record(struct mrfs_txn *txn, uint64_t vid, char **out, size_t *
 	return render(doc, out, len);
 }
 
+/* The length of version @vid's record, rendered now. */
+static int rendered_len(struct mrfs_txn *txn, uint64_t vid, uint64_t *len)
+{
+	size_t n;
+	char *text;
+	int rc = mrfs_version_record(txn, vid, &text, &n);
+
+	if (rc)
+		return rc;
+	free(text);
+	*len = n;
+	return 0;
+}
+
+/* The length stored for version @vid's record, if any. */
+static bool stored_len(struct mrfs_txn *txn, uint64_t vid, uint64_t *len)
+{
+	struct mrfs_val v;
+	struct key k;
+
+	k_u64(k_tag(&k, 'r'), vid);
+	if (mrfs_kv_get(txn, MRFS_DB_VERSIONS, k.b, k.len, &v) || v.len != 8)
+		return false;
+	*len = get_be64(v.data);
+	return true;
+}
+
 static int store_size_cb(void *ctx, const struct mrfs_version *v)
 {
 	struct mrfs_txn *txn = ctx;
 	struct key k;
 	uint8_t b[8];
-	size_t len;
-	char *text;
+	uint64_t len;
 	int rc;
 
 	k_u64(k_tag(&k, 'r'), v->id);
@@ -2069,32 +2095,15 @@ static int store_size_cb(void *ctx, const struct mrfs_version *v)
 		rc = del(txn, MRFS_DB_VERSIONS, &k); /* a draft's changes with each file */
 		return rc == -ENOENT ? 0 : rc;
 	}
-	if ((rc = mrfs_version_record(txn, v->id, &text, &len)))
+	if ((rc = rendered_len(txn, v->id, &len)))
 		return rc;
-	free(text);
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	be64(b, len);
 	return put(txn, MRFS_DB_VERSIONS, &k, b, 8);
 }
 
 int mrfs_version_record_size(struct mrfs_txn *txn, uint64_t vid, uint64_t *size)
 {
-	struct mrfs_val v;
-	struct key k;
-	size_t len;
-	char *text;
-	int rc;
-
-	k_u64(k_tag(&k, 'r'), vid);
-	if (!mrfs_kv_get(txn, MRFS_DB_VERSIONS, k.b, k.len, &v) && v.len == 8) {
-		*size = get_be64(v.data);
-		return 0;
-	}
-	if ((rc = mrfs_version_record(txn, vid, &text, &len)))
-		return rc;
-	free(text);
-	*size = len;
-	return 0;
+	return stored_len(txn, vid, size) ? 0 : rendered_len(txn, vid, size);
 }
 
 struct sizes_check {
@@ -2107,20 +2116,13 @@ struct sizes_check {
 static int check_size_cb(void *ctx, const struct mrfs_version *v)
 {
 	struct sizes_check *sc = ctx;
-	struct mrfs_val val;
-	struct key k;
-	uint64_t stored;
-	size_t len;
-	char *text;
+	uint64_t stored, len;
 	int rc;
 
-	k_u64(k_tag(&k, 'r'), v->id);
-	if (mrfs_kv_get(sc->txn, MRFS_DB_VERSIONS, k.b, k.len, &val) || val.len != 8)
+	if (!stored_len(sc->txn, v->id, &stored))
 		return 0; /* none stored: stat renders it */
-	stored = get_be64(val.data);
-	if ((rc = mrfs_version_record(sc->txn, v->id, &text, &len)))
+	if ((rc = rendered_len(sc->txn, v->id, &len)))
 		return rc;
-	free(text);
 	if (stored != len)
 		sc->fn(sc->ctx, sc->m->name, v->n, stored, len);
 	return 0;
