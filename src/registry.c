@@ -65,6 +65,11 @@ static uint64_t get_be64(const uint8_t *p)
 	return v;
 }
 
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 /* A key: a tag byte, then big-endian ids and names appended. */
 struct key {
 	uint8_t b[8 + 8 + 8 + MRFS_PATH_NAME_MAX + 1];
@@ -524,13 +529,11 @@ int mrfs_versions_walk(struct mrfs_txn *txn, uint64_t model, uint32_t after, mrf
 static int version_id_walk_cb(void *ctx, struct mrfs_val key, struct mrfs_val val)
 {
 	struct walk *w = ctx;
-	const uint8_t *n = (const uint8_t *)key.data + key.len - 4;
 
 	if (val.len != 8 || key.len != 13)
 		return -EIO;
-	return ((mrfs_version_id_fn)w->fn)(
-	    w->ctx, (uint32_t)n[0] << 24 | (uint32_t)n[1] << 16 | (uint32_t)n[2] << 8 | n[3],
-	    get_be64(val.data));
+	return ((mrfs_version_id_fn)w->fn)(w->ctx, get_be32((const uint8_t *)key.data + 9),
+					   get_be64(val.data));
 }
 
 int mrfs_version_ids_walk(struct mrfs_txn *txn, uint64_t model, mrfs_version_id_fn fn, void *ctx)
@@ -2082,6 +2085,8 @@ static bool stored_len(struct mrfs_txn *txn, uint64_t vid, uint64_t *len)
 	return true;
 }
 
+/* Store @v's record length; a record that cannot be rendered now only
+ * loses its stored length (stat renders it), never the change under way. */
 static int store_size_cb(void *ctx, const struct mrfs_version *v)
 {
 	struct mrfs_txn *txn = ctx;
@@ -2090,13 +2095,13 @@ static int store_size_cb(void *ctx, const struct mrfs_version *v)
 	uint64_t len;
 	int rc;
 
+	if (v->state != MRFS_SEALED)
+		return 0; /* a draft's record changes with every file: none kept */
 	k_u64(k_tag(&k, 'r'), v->id);
-	if (v->state != MRFS_SEALED) {
-		rc = del(txn, MRFS_DB_VERSIONS, &k); /* a draft's changes with each file */
+	if (rendered_len(txn, v->id, &len)) {
+		rc = del(txn, MRFS_DB_VERSIONS, &k);
 		return rc == -ENOENT ? 0 : rc;
 	}
-	if ((rc = rendered_len(txn, v->id, &len)))
-		return rc;
 	be64(b, len);
 	return put(txn, MRFS_DB_VERSIONS, &k, b, 8);
 }

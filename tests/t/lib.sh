@@ -286,6 +286,18 @@ mrfs_kill9() {
 	echo "--- daemon killed with SIGKILL" >>"$LOG"
 }
 
+# verify_store DESC: mrfs verify on the store (unmounted) must be clean.
+verify_store() {
+	local out rc
+	out=$("$MRFS_BIN" verify --store "$STORE" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		pass "$1"
+	else
+		fail "$1" "mrfs verify --store: exit $rc" "$(printf '%s\n' "$out" | tail -n 15)"
+	fi
+}
+
 # --- system calls with their errno -----------------------------------------
 
 cat >"$TMP/op.py" <<'EOF'

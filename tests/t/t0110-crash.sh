@@ -438,18 +438,6 @@ check_state() {
 	printf '%s\n' "$out" | grep '^stats	' | sed 's/^stats	/# /'
 }
 
-# verify_store DESC: mrfs verify on the unmounted store must be clean.
-verify_store() {
-	local out rc
-	out=$("$MRFS_BIN" verify --store "$STORE" 2>&1)
-	rc=$?
-	if [ $rc -eq 0 ]; then
-		pass "$1"
-	else
-		fail "$1" "mrfs verify --store: exit $rc" "$(printf '%s\n' "$out" | tail -n 15)"
-	fi
-}
-
 mount_mrfs
 for m in "${models[@]}"; do
 	mkdir "$M/$m" || bail_out "mkdir $M/$m"

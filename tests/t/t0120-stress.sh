@@ -324,11 +324,5 @@ check "the readers read" test "$(printf '%s\n' "$out" | sed -n 's/^figures\t[0-9
 say "# figures: $(printf '%s\n' "$out" | grep '^figures	' | cut -f2), $(cat "$W/moves" 2>/dev/null || echo 0) alias moves, $(awk '{ s += $1 } END { print s + 0 }' "$W/races" 2>/dev/null) version number races lost"
 check_eq "no ThreadSanitizer warning in the daemon log" "" "$(grep -m 5 'WARNING: ThreadSanitizer' "$LOG")"
 umount_mrfs
-out=$("$MRFS_BIN" verify --store "$STORE" 2>&1)
-rc=$?
-if [ $rc = 0 ]; then
-	pass "mrfs verify --store is clean after the stress"
-else
-	fail "mrfs verify --store is clean after the stress" "exit $rc" "$(printf '%s\n' "$out" | tail -n 15)"
-fi
+verify_store "mrfs verify --store is clean after the stress"
 test_done

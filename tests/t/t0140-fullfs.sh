@@ -175,13 +175,7 @@ for f in "$M"/full/versions/4/f*; do
 done
 check_eq "every file copied into versions/4 is whole (the refused one absent or empty)" "" "${bad# }"
 umount_mrfs
-out=$("$MRFS_BIN" verify --store "$STORE" 2>&1)
-rc=$?
-if [ $rc = 0 ]; then
-	pass "mrfs verify: consistent with the disk full"
-else
-	fail "mrfs verify: consistent with the disk full" "exit $rc" "$(printf '%s\n' "$out" | tail -n 10)"
-fi
+verify_store "mrfs verify: consistent with the disk full"
 rm -f "$SMALL/filler"
 say "# filler removed: $(free_kib) KiB free"
 mount_mrfs
